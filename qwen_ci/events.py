@@ -1,0 +1,70 @@
+"""The normalized event stream: the core's whole vocabulary towards the adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """Thinking text, in order, including thinking after a code run."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """Answer text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRun:
+    """One executed code block, emitted once when its code is final.
+
+    ``index`` is the run's position in the service's ``tool_info`` list.
+    """
+
+    index: int
+    code: str
+
+    def to_tool_info(self) -> dict[str, Any]:
+        """The run in DashScope's own ``tool_info`` entry shape."""
+        return {"type": "code_interpreter", "code_interpreter": {"code": self.code}}
+
+
+@dataclass(frozen=True, slots=True)
+class SearchInfo:
+    """``output.search_info`` of a web-search call, emitted once."""
+
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Final token totals, emitted once.
+
+    ``input_tokens`` is the prompt of the latest round (the service feeds code results
+    back, so it grows after a run); ``plugins`` is e.g. ``{"code_interpreter": {"count": 1}}``.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_tokens: int | None = None
+    plugins: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The stream ended normally."""
+
+    reason: str
+    request_id: str | None
+    model: str
+
+
+Event = ReasoningDelta | TextDelta | CodeRun | SearchInfo | Usage | Finish

@@ -1,0 +1,55 @@
+"""Helpers shared by the protocol parsers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from qwen_ci.errors import APIError, ProtocolError, error_for_status, parse_error_payload
+from qwen_ci.events import Usage
+
+
+def load_frame(data: bytes) -> dict[str, Any]:
+    """Parse one frame's JSON; anything else is a :class:`ProtocolError`."""
+    try:
+        obj = json.loads(data)
+    except ValueError as exc:  # includes UnicodeDecodeError
+        raise ProtocolError(
+            f"Malformed frame from the service ({type(exc).__name__}: {exc}); "
+            f"frame starts with {bytes(data[:200])!r}"
+        ) from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"Frame is not a JSON object: {bytes(data[:200])!r}")
+    return obj
+
+
+def frame_error(payload: Any, status: int | None, request_id: str | None) -> APIError:
+    """An error frame's payload as an exception."""
+    code, message, rid = parse_error_payload(payload, status, request_id)
+    return error_for_status(status, code, message, rid)
+
+
+def as_int(value: Any) -> int:
+    """Token counts: ints, tolerating absent or null values."""
+    return value if isinstance(value, int) else 0
+
+
+def usage_from(
+    raw: dict[str, Any], input_key: str, output_key: str, details_key: str, plugins: Any
+) -> Usage:
+    """Build the final :class:`Usage` from a wire usage object."""
+    details = raw.get(details_key)
+    reasoning = as_int(details.get("reasoning_tokens")) if isinstance(details, dict) else 0
+    prompt_details = raw.get("prompt_tokens_details")
+    cached = prompt_details.get("cached_tokens") if isinstance(prompt_details, dict) else None
+    inp = as_int(raw.get(input_key))
+    out = as_int(raw.get(output_key))
+    total = raw.get("total_tokens")
+    return Usage(
+        input_tokens=inp,
+        output_tokens=out,
+        total_tokens=total if isinstance(total, int) else inp + out,
+        reasoning_tokens=reasoning,
+        cached_tokens=cached if isinstance(cached, int) else None,
+        plugins=dict(plugins) if isinstance(plugins, dict) else {},
+    )

@@ -1,0 +1,293 @@
+"""Messages and options -> the wire body of each protocol, with local validation.
+
+Everything that can be checked without the network is checked here, before any I/O.
+Adapters pass messages in the core's neutral shape::
+
+    {"role": "system" | "user" | "assistant",
+     "content": "text" | [{"type": "text", "text": ...}, {"type": "image", "url": ...}]}
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from qwen_ci.config import (
+    COMPATIBLE_PATH,
+    DEFAULT_MODEL,
+    NATIVE_PATHS,
+    Protocol,
+    check_protocol,
+    model_info,
+)
+from qwen_ci.errors import InvalidRequestError
+
+TOOLS_ERROR = (
+    "The Qwen code interpreter cannot be combined with function calling: DashScope "
+    "rejects a request that enables both (enable_code_interpreter and tools are mutually "
+    "exclusive). Remove {what}. To combine the interpreter with your own tools, use a "
+    "ReAct-style agent, which describes tools in text and needs no function calling."
+)
+STRUCTURED_ERROR = (
+    "Structured output / JSON mode ({what}) is not available: the code interpreter needs "
+    "thinking mode, and DashScope rejects JSON mode when enable_thinking is true. Ask for "
+    "JSON in the prompt and parse the answer (for example with a LangChain output parser)."
+)
+
+#: argument names that mean function calling
+TOOL_KEYS = ("tools", "functions", "tool_choice", "function_call", "parallel_tool_calls")
+#: argument names that mean structured output
+STRUCTURED_KEYS = ("response_format",)
+#: flags the interpreter needs, with the value it needs and why
+_REQUIRED_FLAGS: dict[str, tuple[Any, str]] = {
+    "enable_code_interpreter": (True, "this model class exists to run the code interpreter"),
+    "enable_thinking": (True, "the code interpreter only works in thinking mode"),
+    "incremental_output": (True, "thinking mode requires incremental output"),
+    "stream": (True, "the code interpreter only works on streaming calls"),
+    "result_format": ("message", "thinking mode requires result_format 'message'"),
+}
+_ROLES = frozenset({"system", "user", "assistant"})
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Generation options; ``None`` means "let the service decide"."""
+
+    model: str = DEFAULT_MODEL
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    stop: Sequence[str] | None = None
+    thinking_budget: int | None = None
+    extra_body: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WireRequest:
+    """A request ready to send: the path below the service root and the JSON body."""
+
+    protocol: Protocol
+    model: str
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` into a copy of ``base``; nested dicts merge, other values replace."""
+    merged: dict[str, Any] = dict(base)
+    for key, value in override.items():
+        current = merged.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            merged[key] = deep_merge(current, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def check_no_tools(kwargs: Mapping[str, Any], where: str) -> None:
+    """Refuse function-calling and structured-output arguments."""
+    for key in TOOL_KEYS:
+        if kwargs.get(key) not in (None, [], {}):
+            raise InvalidRequestError(TOOLS_ERROR.format(what=f"'{key}' from {where}"))
+    for key in STRUCTURED_KEYS:
+        if kwargs.get(key) is not None:
+            raise InvalidRequestError(STRUCTURED_ERROR.format(what=f"'{key}' in {where}"))
+
+
+def _check_extra_body(extra: Mapping[str, Any]) -> None:
+    check_no_tools(extra, "extra_body")
+    for key, (needed, why) in _REQUIRED_FLAGS.items():
+        if key in extra and extra[key] != needed:
+            raise InvalidRequestError(
+                f"extra_body sets {key}={extra[key]!r}, but {why}; remove it "
+                f"(the client always sends {key}={needed!r})."
+            )
+    params = extra.get("parameters")
+    if isinstance(params, Mapping):
+        _check_extra_body(params)
+
+
+def _check_options(opts: Options) -> None:
+    if not isinstance(opts.model, str) or not opts.model.strip():
+        raise InvalidRequestError("model must be a non-empty string such as 'qwen3-max-preview'.")
+    if opts.temperature is not None and not 0 <= opts.temperature < 2:
+        raise InvalidRequestError(
+            f"temperature={opts.temperature} is out of range; DashScope takes 0 <= t < 2."
+        )
+    if opts.top_p is not None and not 0 < opts.top_p <= 1:
+        raise InvalidRequestError(f"top_p={opts.top_p} is out of range; use 0 < top_p <= 1.")
+    for name in ("max_tokens", "thinking_budget"):
+        value = getattr(opts, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value <= 0):
+            raise InvalidRequestError(f"{name}={value!r} must be a positive integer.")
+    if opts.seed is not None and (isinstance(opts.seed, bool) or not isinstance(opts.seed, int)
+                                  or opts.seed < 0):
+        raise InvalidRequestError(f"seed={opts.seed!r} must be a non-negative integer.")
+    if opts.stop is not None and (
+        isinstance(opts.stop, str) or not all(isinstance(s, str) for s in opts.stop)
+    ):
+        raise InvalidRequestError("stop must be a list of strings.")
+    if opts.extra_body:
+        _check_extra_body(opts.extra_body)
+
+
+def _parts(content: Any, index: int) -> list[dict[str, str]]:
+    """Normalize content to a list of ``text`` / ``image`` parts."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if not isinstance(content, list):
+        raise InvalidRequestError(
+            f"messages[{index}].content must be a string or a list of parts, "
+            f"not {type(content).__name__}."
+        )
+    parts: list[dict[str, str]] = []
+    for part in content:
+        if isinstance(part, str):
+            parts.append({"type": "text", "text": part})
+            continue
+        kind = part.get("type") if isinstance(part, Mapping) else None
+        if kind == "text" and isinstance(part.get("text"), str):  # type: ignore[union-attr]
+            parts.append({"type": "text", "text": part["text"]})  # type: ignore[index]
+        elif kind == "image" and isinstance(part.get("url"), str):  # type: ignore[union-attr]
+            parts.append({"type": "image", "url": part["url"]})  # type: ignore[index]
+        else:
+            raise InvalidRequestError(
+                f"messages[{index}] has a content part this client cannot send "
+                f"({kind!r}); supported parts are text and images."
+            )
+    return parts
+
+
+def _normalize(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[dict[str, str]]]]:
+    """Validate roles, merge system messages into one leading system message."""
+    if not messages:
+        raise InvalidRequestError("messages is empty; pass at least one user message.")
+    system: list[str] = []
+    turns: list[tuple[str, list[dict[str, str]]]] = []
+    for index, message in enumerate(messages):
+        role = message.get("role")
+        if role in ("tool", "function") or message.get("tool_calls"):
+            raise InvalidRequestError(
+                TOOLS_ERROR.format(
+                    what=f"the tool call / tool result at messages[{index}] from the history"
+                )
+            )
+        if role not in _ROLES:
+            raise InvalidRequestError(
+                f"messages[{index}] has role {role!r}; use system, user or assistant."
+            )
+        parts = _parts(message.get("content", ""), index)
+        if role == "system":
+            if any(p["type"] != "text" for p in parts):
+                raise InvalidRequestError(f"messages[{index}]: system messages take text only.")
+            system.append("".join(p["text"] for p in parts))
+        elif role == "assistant":
+            # thinking and tool_info are not sent back: the answer text only
+            turns.append(("assistant", [p for p in parts if p["type"] == "text"]))
+        else:
+            turns.append((role, parts))
+    if not turns:
+        raise InvalidRequestError(
+            "messages has only system messages; add a user message with the question."
+        )
+    merged = [("system", [{"type": "text", "text": "\n\n".join(system)}])] if system else []
+    return merged + turns
+
+
+def _text(parts: list[dict[str, str]]) -> str:
+    return "".join(p["text"] for p in parts if p["type"] == "text")
+
+
+def build(messages: Sequence[Mapping[str, Any]], options: Options, protocol: str) -> WireRequest:
+    """Validate and build the wire request; raises :class:`InvalidRequestError`."""
+    proto = check_protocol(protocol)
+    _check_options(options)
+    turns = _normalize(messages)
+    info = model_info(options.model)
+    has_images = any(p["type"] == "image" for _, parts in turns for p in parts)
+    if has_images and info.endpoint != "multimodal":
+        raise InvalidRequestError(
+            f"Model {options.model!r} is a text model and cannot take images; use a "
+            "multimodal model such as 'qwen3.5-plus', or send text only."
+        )
+    if proto == "openai":
+        return _compatible(turns, options)
+    return _native(turns, options, info.endpoint == "multimodal")
+
+
+def _sampling(options: Options) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("temperature", "top_p", "max_tokens", "seed", "thinking_budget"):
+        value = getattr(options, name)
+        if value is not None:
+            out[name] = value
+    if options.stop:
+        out["stop"] = list(options.stop)
+    return out
+
+
+def _native(
+    turns: list[tuple[str, list[dict[str, str]]]], options: Options, multimodal: bool
+) -> WireRequest:
+    wire_messages: list[dict[str, Any]] = []
+    for role, parts in turns:
+        if multimodal:
+            content: Any = [
+                {"text": p["text"]} if p["type"] == "text" else {"image": p["url"]}
+                for p in parts
+            ]
+        else:
+            content = _text(parts)
+        wire_messages.append({"role": role, "content": content})
+    parameters: dict[str, Any] = {
+        "enable_code_interpreter": True,
+        "enable_thinking": True,
+        "result_format": "message",
+        "incremental_output": True,
+        **_sampling(options),
+    }
+    extra = dict(options.extra_body or {})
+    nested = extra.pop("parameters", None)
+    if extra:
+        parameters = deep_merge(parameters, extra)
+    if isinstance(nested, Mapping):
+        parameters = deep_merge(parameters, nested)
+    body = {
+        "model": options.model,
+        "input": {"messages": wire_messages},
+        "parameters": parameters,
+    }
+    path = NATIVE_PATHS["multimodal" if multimodal else "text"]
+    return WireRequest("dashscope", options.model, path, body)
+
+
+def _compatible(turns: list[tuple[str, list[dict[str, str]]]], options: Options) -> WireRequest:
+    wire_messages: list[dict[str, Any]] = []
+    for role, parts in turns:
+        if all(p["type"] == "text" for p in parts):
+            content: Any = _text(parts)
+        else:
+            content = [
+                {"type": "text", "text": p["text"]}
+                if p["type"] == "text"
+                else {"type": "image_url", "image_url": {"url": p["url"]}}
+                for p in parts
+            ]
+        wire_messages.append({"role": role, "content": content})
+    body: dict[str, Any] = {
+        "model": options.model,
+        "messages": wire_messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "enable_thinking": True,
+        "enable_code_interpreter": True,
+        **_sampling(options),
+    }
+    if options.extra_body:
+        body = deep_merge(body, options.extra_body)
+    return WireRequest("openai", options.model, COMPATIBLE_PATH, body)

@@ -1,0 +1,99 @@
+"""Aggregation of an event stream into one result (for non-streaming calls)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from qwen_ci.errors import QwenCIError
+from qwen_ci.events import (
+    CodeRun,
+    Event,
+    Finish,
+    ReasoningDelta,
+    SearchInfo,
+    TextDelta,
+    Usage,
+)
+
+
+@dataclass(slots=True)
+class Result:
+    """Everything one call produced.
+
+    ``finish`` is ``None`` for a partial result (attached to an exception).
+    """
+
+    text: str = ""
+    reasoning: str = ""
+    code_runs: list[CodeRun] = field(default_factory=list)
+    usage: Usage | None = None
+    finish: Finish | None = None
+    search_info: dict[str, Any] | None = None
+
+    @property
+    def tool_info(self) -> list[dict[str, Any]]:
+        """The executed runs in DashScope's ``tool_info`` entry shape."""
+        return [run.to_tool_info() for run in self.code_runs]
+
+    @property
+    def complete(self) -> bool:
+        """True when the stream ended with a final frame."""
+        return self.finish is not None
+
+
+class Accumulator:
+    """Builds a :class:`Result` from events in linear time."""
+
+    __slots__ = ("_reasoning", "_result", "_text")
+
+    def __init__(self) -> None:
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self._result = Result()
+
+    def add(self, event: Event) -> None:
+        """Fold one event in."""
+        if isinstance(event, TextDelta):
+            self._text.append(event.text)
+        elif isinstance(event, ReasoningDelta):
+            self._reasoning.append(event.text)
+        elif isinstance(event, CodeRun):
+            self._result.code_runs.append(event)
+        elif isinstance(event, Usage):
+            self._result.usage = event
+        elif isinstance(event, Finish):
+            self._result.finish = event
+        elif isinstance(event, SearchInfo):
+            self._result.search_info = event.info
+
+    def result(self) -> Result:
+        """The result so far."""
+        self._result.text = "".join(self._text)
+        self._result.reasoning = "".join(self._reasoning)
+        return self._result
+
+
+def collect(events: Iterable[Event]) -> Result:
+    """Aggregate a stream; on error the exception carries the partial result."""
+    acc = Accumulator()
+    try:
+        for event in events:
+            acc.add(event)
+    except QwenCIError as exc:
+        exc.partial = acc.result()
+        raise
+    return acc.result()
+
+
+async def acollect(events: AsyncIterable[Event]) -> Result:
+    """Async :func:`collect`."""
+    acc = Accumulator()
+    try:
+        async for event in events:
+            acc.add(event)
+    except QwenCIError as exc:
+        exc.partial = acc.result()
+        raise
+    return acc.result()

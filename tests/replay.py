@@ -1,0 +1,293 @@
+"""A replay server: real HTTP on 127.0.0.1 serving prepared frames, recording requests.
+
+Each request takes the next queued :class:`Reply` (or the default one). Bodies are sent
+with chunked transfer encoding, one HTTP chunk per piece, with optional pauses, so the
+client sees the stream arrive the way the service sends it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+RECORDED = SHARED / "fixtures" / "recorded"
+
+
+@dataclass
+class Reply:
+    """What the server answers to one request."""
+
+    chunks: Sequence[bytes] = ()
+    status: int = 200
+    headers: dict[str, str] = field(
+        default_factory=lambda: {"Content-Type": "text/event-stream;charset=UTF-8"}
+    )
+    delay: float = 0.0  # seconds between pieces
+    cut_after: int | None = None  # drop the connection after this many pieces
+
+
+@dataclass
+class Recorded:
+    """One request the server received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    raw: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.raw)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        owner = self.server.owner
+        with owner.lock:
+            owner.requests.append(
+                Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, raw)
+            )
+            reply = owner.replies.popleft() if owner.replies else owner.default
+        if reply is None:
+            reply = Reply([b'{"code":"NoReply","message":"replay server has no reply queued"}'],
+                          status=500, headers={"Content-Type": "application/json"})
+        self.send_response(reply.status)
+        for key, value in reply.headers.items():
+            self.send_header(key, value)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+        for index, piece in enumerate(reply.chunks):
+            if reply.cut_after is not None and index >= reply.cut_after:
+                self._drop()
+                return
+            if reply.delay and index:
+                owner.stopped.wait(reply.delay)
+            if piece:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+        if reply.cut_after is not None and reply.cut_after >= len(reply.chunks):
+            self._drop()
+            return
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    do_GET = do_POST
+
+    def _drop(self) -> None:
+        self.wfile.flush()
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    owner: ReplayServer
+
+
+class ReplayServer:
+    """Serve queued replies on 127.0.0.1; use as a context manager."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.replies: deque[Reply] = deque()
+        self.default: Reply | None = None
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.owner = self
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def queue(self, *replies: Reply) -> ReplayServer:
+        with self.lock:
+            self.replies.extend(replies)
+        return self
+
+    def start(self) -> ReplayServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> ReplayServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# ---------------------------------------------------------------- frame builders
+
+
+def native_frame(payload: dict[str, Any], *, index: int = 1, status: int = 200,
+                 event: str = "result") -> bytes:
+    """One native SSE event, byte for byte as the service frames it."""
+    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return f"id:{index}\nevent:{event}\n:HTTP_STATUS/{status}\ndata:{data}\n\n".encode()
+
+
+def compat_chunk(payload: dict[str, Any] | str) -> bytes:
+    """One compatible-mode SSE chunk."""
+    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    return f"data: {data}\n\n".encode()
+
+
+REQUEST_ID = "0c1f6a55-7d1c-9e62-a3b1-5f0d4f7e9a10"
+
+
+def native_stream(
+    steps: Iterable[dict[str, Any]],
+    *,
+    request_id: str = REQUEST_ID,
+    input_tokens: int = 100,
+) -> list[bytes]:
+    """Frames for a scripted native stream.
+
+    Each step is a dict with optional ``reasoning``, ``content`` (str or list of parts),
+    ``tool_info`` (list of codes: the snapshot), ``finish`` (finish reason) and
+    ``input_tokens``. Usage is cumulative, as the service sends it.
+    """
+    frames: list[bytes] = []
+    out = reasoning_tokens = 0
+    inp = input_tokens
+    for index, step in enumerate(steps, start=1):
+        reasoning = step.get("reasoning", "")
+        content = step.get("content", "")
+        out += 1 + len(str(reasoning)) // 4 + len(str(content)) // 4
+        if reasoning:
+            reasoning_tokens += 1 + len(reasoning) // 4
+        inp = step.get("input_tokens", inp)
+        output: dict[str, Any] = {
+            "choices": [
+                {
+                    "message": {"content": content, "reasoning_content": reasoning,
+                                "role": "assistant"},
+                    "finish_reason": step.get("finish", "null"),
+                }
+            ]
+        }
+        usage: dict[str, Any] = {
+            "total_tokens": inp + out,
+            "output_tokens": out,
+            "input_tokens": inp,
+            "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
+            "prompt_tokens_details": {"cached_tokens": 0},
+        }
+        if step.get("tool_info") is not None:
+            codes = step["tool_info"]
+            output["tool_info"] = [
+                {"code_interpreter": {"code": code}, "type": "code_interpreter"} for code in codes
+            ]
+            usage["plugins"] = {"code_interpreter": {"count": len(codes)}}
+        frames.append(
+            native_frame({"output": output, "usage": usage, "request_id": request_id},
+                         index=index)
+        )
+    return frames
+
+
+COMPAT_ID = "chatcmpl-2f96ef0b-5924-4dfc-b768-4d53ec538b4e"
+
+
+def compat_stream(
+    reasoning: Sequence[str],
+    content: Sequence[str],
+    *,
+    model: str = "qwen3-max-2026-01-23",
+    usage: dict[str, Any] | None = None,
+    done: bool = True,
+    finish: str = "stop",
+) -> list[bytes]:
+    """Chunks of a compatible-mode stream, ending with the usage chunk and [DONE]."""
+    base = {"object": "chat.completion.chunk", "created": 1761899724,
+            "system_fingerprint": None, "model": model, "id": COMPAT_ID}
+    chunks = [compat_chunk({**base, "usage": None, "choices": [
+        {"delta": {"content": None, "role": "assistant", "reasoning_content": ""},
+         "index": 0, "logprobs": None, "finish_reason": None}]})]
+    for piece in reasoning:
+        chunks.append(compat_chunk({**base, "usage": None, "choices": [
+            {"finish_reason": None, "logprobs": None,
+             "delta": {"content": None, "reasoning_content": piece}, "index": 0}]}))
+    for piece in content:
+        chunks.append(compat_chunk({**base, "usage": None, "choices": [
+            {"delta": {"content": piece, "reasoning_content": None}, "finish_reason": None,
+             "index": 0, "logprobs": None}]}))
+    chunks.append(compat_chunk({**base, "usage": None, "choices": [
+        {"finish_reason": finish, "delta": {"content": "", "reasoning_content": None},
+         "index": 0, "logprobs": None}]}))
+    chunks.append(compat_chunk({**base, "choices": [], "usage": usage or {
+        "prompt_tokens": 719, "completion_tokens": 245, "total_tokens": 964,
+        "completion_tokens_details": {"reasoning_tokens": 153}}}))
+    if done:
+        chunks.append(b"data: [DONE]\n\n")
+    return chunks
+
+
+# ---------------------------------------------------------------- recorded traffic
+
+
+def recorded_body(name: str) -> bytes:
+    """A recorded response body, with the event separators the service sends.
+
+    The reasoning recording was saved without blank lines between events; they are
+    re-inserted. A leading byte-order mark is kept (the client must cope with it).
+    """
+    raw = (RECORDED / f"{name}.response.body.txt").read_bytes()
+    bom = raw.startswith(b"\xef\xbb\xbf")
+    text = raw[3:] if bom else raw
+    lines = text.replace(b"\r\n", b"\n").split(b"\n")
+    out: list[bytes] = []
+    for line in lines:
+        if line.startswith(b"id:") and out and out[-1] != b"":
+            out.append(b"")
+        out.append(line)
+    while out and out[0] == b"":
+        out.pop(0)
+    body = b"\n".join(out).rstrip(b"\n") + b"\n\n"
+    return (b"\xef\xbb\xbf" if bom else b"") + body
+
+
+def recorded_status(name: str) -> int:
+    head = (RECORDED / f"{name}.response.header.txt").read_bytes().lstrip(b"\xef\xbb\xbf")
+    return int(head.split(b" ", 2)[1])
+
+
+def split_events(body: bytes) -> list[bytes]:
+    """Cut a body into one piece per SSE event (how the service flushes)."""
+    pieces = body.split(b"\n\n")
+    return [p + b"\n\n" for p in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
+
+
+def recorded_reply(name: str, *, per_event: bool = True, delay: float = 0.0) -> Reply:
+    body = recorded_body(name)
+    status = recorded_status(name)
+    ctype = "text/event-stream;charset=UTF-8" if b"data:" in body else "application/json"
+    return Reply(split_events(body) if per_event else [body], status=status,
+                 headers={"Content-Type": ctype}, delay=delay)
