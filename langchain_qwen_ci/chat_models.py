@@ -1,0 +1,471 @@
+"""LangChain chat model for Qwen's hosted code interpreter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.chat_models import LangSmithParams
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ChatMessage,
+    FunctionMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.utils import from_env, secret_from_env
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+
+from langchain_qwen_ci.content_blocks import PROVIDER
+from qwen_ci.config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_MODEL, DEFAULT_REGION
+from qwen_ci.errors import InvalidRequestError
+from qwen_ci.events import CodeRun, Event, Finish, ReasoningDelta, SearchInfo, TextDelta, Usage
+from qwen_ci.request import STRUCTURED_ERROR, TOOLS_ERROR, Options, check_no_tools
+from qwen_ci.result import Result, acollect, collect
+from qwen_ci.session import Session
+
+# LangChain passes these through **kwargs; they are not service parameters.
+_LANGCHAIN_KWARGS = frozenset({"ls_structured_output_format", "stream"})
+
+
+class ChatQwenCodeInterpreter(BaseChatModel):
+    """Qwen with DashScope's built-in code interpreter, as a LangChain chat model.
+
+    The model thinks, writes Python, the service runs it in its sandbox, and the model
+    answers with the result. Every call streams on the wire; ``invoke`` aggregates.
+
+    Setup:
+        ``pip install "qwen-code-interpreter[langchain]"`` and set ``DASHSCOPE_API_KEY``
+        (a Beijing-region key for the default region), or point ``base_url`` at the
+        local emulator.
+
+    Key init args:
+        model: ``qwen3-max-preview`` (default), ``qwen3-max``, ``qwen3.5-plus``...
+        api_key: DashScope key; read from ``DASHSCOPE_API_KEY``.
+        region / base_url: ``cn-beijing`` (default), ``ap-southeast-1``, ``us-east-1``,
+            or the service root (``DASHSCOPE_BASE_URL``).
+        protocol: ``"dashscope"`` (native, returns the executed code) or ``"openai"``
+            (OpenAI-compatible, no executed code).
+        temperature, top_p, max_tokens, seed, stop, thinking_budget: sampling.
+        timeout, max_retries: per read timeout in seconds; retries before output.
+        extra_body: more service parameters, deep-merged into the request.
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_qwen_ci import ChatQwenCodeInterpreter
+
+            llm = ChatQwenCodeInterpreter(model="qwen3-max-preview")
+
+    Invoke:
+        .. code-block:: python
+
+            msg = llm.invoke("123的21次方是多少？")
+            msg.content                               # the answer
+            msg.additional_kwargs["reasoning_content"]  # the thinking
+            msg.additional_kwargs["tool_info"]        # [{"type": "code_interpreter",
+                                                      #   "code_interpreter": {"code": "123**21"}}]
+            msg.usage_metadata, msg.response_metadata["plugins"]
+
+    Stream:
+        .. code-block:: python
+
+            for chunk in llm.stream("What is 2**100?"):
+                if thinking := chunk.additional_kwargs.get("reasoning_content"):
+                    print(thinking, end="")
+                for run in chunk.additional_kwargs.get("tool_info", []):
+                    print("\\n[code]", run["code_interpreter"]["code"])
+                print(chunk.content, end="")
+
+    Function calling and structured output are refused (``bind_tools``,
+    ``with_structured_output``): the service cannot combine them with the interpreter.
+    """
+
+    model_name: str = Field(default=DEFAULT_MODEL, alias="model")
+    """Model name."""
+    api_key: SecretStr | None = Field(
+        default_factory=secret_from_env(API_KEY_ENV, default=None), alias="dashscope_api_key"
+    )
+    """DashScope API key (``DASHSCOPE_API_KEY``). Keys belong to one region."""
+    base_url: str | None = Field(default_factory=from_env(BASE_URL_ENV, default=None))
+    """Service root, e.g. ``https://dashscope.aliyuncs.com`` (``DASHSCOPE_BASE_URL``)."""
+    region: str = DEFAULT_REGION
+    """Region whose host is used when ``base_url`` is not set."""
+    protocol: Literal["dashscope", "openai"] = "dashscope"
+    """Wire protocol: native (returns the executed code) or OpenAI-compatible."""
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    stop: list[str] | None = Field(default=None, alias="stop_sequences")
+    thinking_budget: int | None = None
+    """Maximum thinking tokens."""
+    timeout: float | None = None
+    """Seconds to wait for the next byte (default 300: code runs are silent)."""
+    max_retries: int = 2
+    """Retries for connection errors, 429 and 5xx, only before output starts."""
+    extra_body: dict[str, Any] | None = None
+    """More service parameters; for the native protocol they go into ``parameters``."""
+    default_headers: dict[str, str] | None = None
+    streaming: bool = False
+    """Accepted for compatibility; the service always streams."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    _session: Session | None = PrivateAttr(default=None)
+    _session_key: tuple[Any, ...] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_tools(cls, values: Any) -> Any:
+        if isinstance(values, Mapping):
+            check_no_tools(values, "the constructor")
+        return values
+
+    # ------------------------------------------------------------------ LangChain API
+
+    @property
+    def _llm_type(self) -> str:
+        return "qwen-code-interpreter"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "protocol": self.protocol,
+            "region": self.region,
+            "base_url": self.base_url,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+            "thinking_budget": self.thinking_budget,
+        }
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return True
+
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        return ["langchain_qwen_ci", "chat_models"]
+
+    @property
+    def lc_secrets(self) -> dict[str, str]:
+        return {"api_key": API_KEY_ENV}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(
+            ls_provider="dashscope",
+            ls_model_name=kwargs.get("model") or self.model_name,
+            ls_model_type="chat",
+        )
+        temperature = kwargs.get("temperature", self.temperature)
+        if temperature is not None:
+            params["ls_temperature"] = temperature
+        max_tokens = kwargs.get("max_tokens", self.max_tokens)
+        if max_tokens is not None:
+            params["ls_max_tokens"] = max_tokens
+        if stop or self.stop:
+            params["ls_stop"] = stop or self.stop
+        return params
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[Any, AIMessage]:
+        """Refused: the code interpreter and function calling are mutually exclusive."""
+        raise InvalidRequestError(TOOLS_ERROR.format(what="bind_tools(...)"))
+
+    def with_structured_output(  # type: ignore[override]
+        self, schema: Any = None, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Refused: structured output needs function calling or JSON mode."""
+        raise InvalidRequestError(
+            STRUCTURED_ERROR.format(what="with_structured_output(...)")
+            + " "
+            + TOOLS_ERROR.format(what="with_structured_output(...)")
+        )
+
+    # ------------------------------------------------------------------ calls
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        events = self._get_session().stream(_to_core(messages), self._call_args(stop, kwargs))
+        builder = _ChunkBuilder()
+        for event in events:
+            chunk = builder.on_event(event)
+            if chunk is not None:
+                if run_manager and isinstance(event, TextDelta | ReasoningDelta):
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        events = self._get_session().astream(_to_core(messages), self._call_args(stop, kwargs))
+        builder = _ChunkBuilder()
+        async for event in events:
+            chunk = builder.on_event(event)
+            if chunk is not None:
+                if run_manager and isinstance(event, TextDelta | ReasoningDelta):
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        events = self._get_session().stream(_to_core(messages), self._call_args(stop, kwargs))
+        return _chat_result(collect(events))
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        events = self._get_session().astream(_to_core(messages), self._call_args(stop, kwargs))
+        return _chat_result(await acollect(events))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _call_args(self, stop: list[str] | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        call = {k: v for k, v in kwargs.items() if k not in _LANGCHAIN_KWARGS}
+        if stop is not None:
+            call["stop"] = stop
+        return call
+
+    def _get_session(self) -> Session:
+        """The session for the current settings (rebuilt if settings changed)."""
+        key = (
+            self.api_key.get_secret_value() if self.api_key else None,
+            self.base_url,
+            self.region,
+            self.protocol,
+            self.timeout,
+            self.max_retries,
+            tuple(sorted((self.default_headers or {}).items())),
+            self.model_name,
+            self.temperature,
+            self.top_p,
+            self.max_tokens,
+            self.seed,
+            tuple(self.stop or ()),
+            self.thinking_budget,
+            repr(self.extra_body),
+        )
+        if self._session is None or key != self._session_key:
+            self._session = Session(
+                api_key=key[0],
+                base_url=self.base_url,
+                region=self.region,
+                protocol=self.protocol,
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+                default_headers=self.default_headers,
+                defaults=Options(
+                    model=self.model_name,
+                    temperature=self.temperature,
+                    top_p=self.top_p,
+                    max_tokens=self.max_tokens,
+                    seed=self.seed,
+                    stop=self.stop,
+                    thinking_budget=self.thinking_budget,
+                    extra_body=self.extra_body,
+                ),
+            )
+            self._session_key = key
+        return self._session
+
+
+# ---------------------------------------------------------------------- translation
+
+
+def _image_url(block: Mapping[str, Any]) -> str | None:
+    """URL (or data URL) of an image content block in any LangChain shape."""
+    kind = block.get("type")
+    if kind == "image_url":
+        value = block.get("image_url")
+        url = value.get("url") if isinstance(value, Mapping) else value
+        return url if isinstance(url, str) else None
+    if kind == "image":
+        if isinstance(block.get("url"), str):
+            return str(block["url"])
+        data = block.get("base64") or (
+            block.get("data") if block.get("source_type") == "base64" else None
+        )
+        if isinstance(data, str):
+            mime = block.get("mime_type") or "image/png"
+            return f"data:{mime};base64,{data}"
+    return None
+
+
+def _content(message: BaseMessage, index: int) -> str | list[dict[str, str]]:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    parts: list[dict[str, str]] = []
+    for block in content:
+        if isinstance(block, str):
+            parts.append({"type": "text", "text": block})
+            continue
+        kind = block.get("type")
+        if kind == "text":
+            parts.append({"type": "text", "text": str(block.get("text", ""))})
+        elif kind in ("reasoning", "thinking", "server_tool_call", "server_tool_result"):
+            continue  # our own output blocks are not sent back
+        elif (url := _image_url(block)) is not None:
+            parts.append({"type": "image", "url": url})
+        else:
+            raise InvalidRequestError(
+                f"messages[{index}] has a content block of type {kind!r} that this model "
+                "cannot send; use text and image blocks."
+            )
+    return parts
+
+
+def _to_core(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """LangChain messages -> the core's neutral message dicts (names are dropped)."""
+    out: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        role: str
+        if isinstance(message, SystemMessage):
+            role = "system"
+        elif isinstance(message, HumanMessage):
+            role = "user"
+        elif isinstance(message, AIMessage):
+            role = "assistant"
+            if message.tool_calls or message.invalid_tool_calls:
+                calls = [*message.tool_calls, *message.invalid_tool_calls]
+                out.append({"role": "assistant", "tool_calls": calls})
+                continue
+        elif isinstance(message, ToolMessage):
+            role = "tool"
+        elif isinstance(message, FunctionMessage):
+            role = "function"
+        elif isinstance(message, ChatMessage):
+            role = {"human": "user", "ai": "assistant"}.get(message.role, message.role)
+        else:
+            raise InvalidRequestError(
+                f"messages[{index}] is a {type(message).__name__}; use system, human and "
+                "AI messages."
+            )
+        out.append({"role": role, "content": _content(message, index)})
+    return out
+
+
+def _usage_metadata(usage: Usage) -> UsageMetadata:
+    metadata = UsageMetadata(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        total_tokens=usage.total_tokens,
+        output_token_details={"reasoning": usage.reasoning_tokens},
+    )
+    if usage.cached_tokens is not None:
+        metadata["input_token_details"] = {"cache_read": usage.cached_tokens}
+    return metadata
+
+
+def _response_metadata(finish: Finish, usage: Usage | None) -> dict[str, Any]:
+    return {
+        "model_provider": PROVIDER,
+        "model_name": finish.model,
+        "finish_reason": finish.reason,
+        "request_id": finish.request_id,
+        "plugins": dict(usage.plugins) if usage else {},
+    }
+
+
+class _ChunkBuilder:
+    """Events -> chunks; every piece lands on exactly one chunk."""
+
+    __slots__ = ("_usage",)
+
+    _META: dict[str, Any] = {"model_provider": PROVIDER}
+
+    def __init__(self) -> None:
+        self._usage: Usage | None = None
+
+    def on_event(self, event: Event) -> ChatGenerationChunk | None:
+        message: AIMessageChunk
+        if isinstance(event, TextDelta):
+            message = AIMessageChunk(content=event.text, response_metadata=dict(self._META))
+        elif isinstance(event, ReasoningDelta):
+            message = AIMessageChunk(
+                content="",
+                additional_kwargs={"reasoning_content": event.text},
+                response_metadata=dict(self._META),
+            )
+        elif isinstance(event, CodeRun):
+            message = AIMessageChunk(
+                content="",
+                additional_kwargs={"tool_info": [event.to_tool_info()]},
+                response_metadata=dict(self._META),
+            )
+        elif isinstance(event, SearchInfo):
+            message = AIMessageChunk(
+                content="",
+                additional_kwargs={"search_info": event.info},
+                response_metadata=dict(self._META),
+            )
+        elif isinstance(event, Usage):
+            self._usage = event
+            return None
+        else:
+            message = AIMessageChunk(
+                content="",
+                response_metadata=_response_metadata(event, self._usage),
+                usage_metadata=_usage_metadata(self._usage) if self._usage else None,
+                chunk_position="last",
+            )
+            return ChatGenerationChunk(
+                message=message, generation_info={"finish_reason": event.reason}
+            )
+        return ChatGenerationChunk(message=message)
+
+
+def _chat_result(result: Result) -> ChatResult:
+    """The aggregated message; equal to the sum of the streamed chunks."""
+    additional: dict[str, Any] = {}
+    if result.reasoning:
+        additional["reasoning_content"] = result.reasoning
+    if result.search_info is not None:
+        additional["search_info"] = result.search_info
+    if result.code_runs:
+        additional["tool_info"] = result.tool_info
+    assert result.finish is not None  # collect() raises on incomplete streams
+    message = AIMessage(
+        content=result.text,
+        additional_kwargs=additional,
+        response_metadata=_response_metadata(result.finish, result.usage),
+        usage_metadata=_usage_metadata(result.usage) if result.usage else None,
+    )
+    generation = ChatGeneration(
+        message=message, generation_info={"finish_reason": result.finish.reason}
+    )
+    return ChatResult(generations=[generation], llm_output={"model_name": result.finish.model})
+
+
+__all__ = ["ChatQwenCodeInterpreter"]
