@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.language_models.chat_models import LangSmithParams
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -185,7 +184,7 @@ class ChatQwenCodeInterpreter(BaseChatModel):
         """Refused: the code interpreter and function calling are mutually exclusive."""
         raise InvalidRequestError(TOOLS_ERROR.format(what="bind_tools(...)"))
 
-    def with_structured_output(  # type: ignore[override]
+    def with_structured_output(
         self, schema: Any = None, **kwargs: Any
     ) -> Runnable[LanguageModelInput, Any]:
         """Refused: structured output needs function calling or JSON mode."""
@@ -403,7 +402,7 @@ class _ChunkBuilder:
 
     __slots__ = ("_usage",)
 
-    _META: dict[str, Any] = {"model_provider": PROVIDER}
+    _META: ClassVar[dict[str, Any]] = {"model_provider": PROVIDER}
 
     def __init__(self) -> None:
         self._usage: Usage | None = None

@@ -202,7 +202,8 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 def _is_json(response: httpx.Response) -> bool:
     """A JSON body where a stream was expected is an error object."""
-    return response.headers.get("content-type", "").startswith("application/json")
+    content_type: str = response.headers.get("content-type", "")
+    return content_type.startswith("application/json")
 
 
 def _finish(decoder: SSEDecoder, parser: Parser) -> Iterator[Event]:

@@ -218,7 +218,8 @@ def parse_error_payload(
     if not isinstance(payload, dict):
         return None, f"HTTP {status}: {payload!r}"[:2000], request_id
     rid = payload.get("request_id") or request_id
-    body = payload.get("error") if isinstance(payload.get("error"), dict) else payload
+    inner = payload.get("error")
+    body: dict[str, Any] = inner if isinstance(inner, dict) else payload
     code = body.get("code") or body.get("type") or None
     message = body.get("message") or body.get("msg") or ""
     if not message:

@@ -60,11 +60,12 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """The stream ended normally."""
+    """The stream ended normally; ``raw`` is the last wire frame as a dict."""
 
     reason: str
     request_id: str | None
     model: str
+    raw: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 Event = ReasoningDelta | TextDelta | CodeRun | SearchInfo | Usage | Finish

@@ -151,10 +151,10 @@ def _parts(content: Any, index: int) -> list[dict[str, str]]:
             parts.append({"type": "text", "text": part})
             continue
         kind = part.get("type") if isinstance(part, Mapping) else None
-        if kind == "text" and isinstance(part.get("text"), str):  # type: ignore[union-attr]
-            parts.append({"type": "text", "text": part["text"]})  # type: ignore[index]
-        elif kind == "image" and isinstance(part.get("url"), str):  # type: ignore[union-attr]
-            parts.append({"type": "image", "url": part["url"]})  # type: ignore[index]
+        if kind == "text" and isinstance(part.get("text"), str):
+            parts.append({"type": "text", "text": part["text"]})
+        elif kind == "image" and isinstance(part.get("url"), str):
+            parts.append({"type": "image", "url": part["url"]})
         else:
             raise InvalidRequestError(
                 f"messages[{index}] has a content part this client cannot send "

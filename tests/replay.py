@@ -7,6 +7,7 @@ client sees the stream arrive the way the service sends it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -42,6 +43,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     raw: bytes
+    client_port: int = 0
 
     @property
     def json(self) -> Any:
@@ -61,12 +63,21 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         with owner.lock:
             owner.requests.append(
-                Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, raw)
+                Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, raw,
+                         self.client_address[1])
             )
             reply = owner.replies.popleft() if owner.replies else owner.default
         if reply is None:
             reply = Reply([b'{"code":"NoReply","message":"replay server has no reply queued"}'],
                           status=500, headers={"Content-Type": "application/json"})
+        try:
+            self._send(reply, owner)
+        except (BrokenPipeError, ConnectionResetError):
+            with owner.lock:
+                owner.disconnects += 1
+            self.close_connection = True
+
+    def _send(self, reply: Reply, owner: ReplayServer) -> None:
         self.send_response(reply.status)
         for key, value in reply.headers.items():
             self.send_header(key, value)
@@ -93,10 +104,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _drop(self) -> None:
         self.wfile.flush()
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 class _Server(ThreadingHTTPServer):
@@ -109,13 +118,16 @@ class ReplayServer:
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        self.disconnects = 0  # replies cut short because the client went away
         self.replies: deque[Reply] = deque()
         self.default: Reply | None = None
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     @property
     def base_url(self) -> str:
@@ -291,3 +303,49 @@ def recorded_reply(name: str, *, per_event: bool = True, delay: float = 0.0) -> 
     ctype = "text/event-stream;charset=UTF-8" if b"data:" in body else "application/json"
     return Reply(split_events(body) if per_event else [body], status=status,
                  headers={"Content-Type": ctype}, delay=delay)
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers (for timeouts)."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._conns: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        self._sock.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._conns.append(conn)
+
+    def __enter__(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        for conn in self._conns:
+            conn.close()
+        self._sock.close()
+
+
+def closed_port_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens (connection refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

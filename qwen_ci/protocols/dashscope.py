@@ -121,7 +121,7 @@ class DashScopeParser:
             self._finalize(len(self._codes), events)
             self._finished = True
             events.append(self._final_usage())
-            events.append(Finish(str(finish_reason), self._request_id, self._model))
+            events.append(Finish(str(finish_reason), self._request_id, self._model, obj))
         return events
 
     def end(self) -> None:

@@ -19,13 +19,22 @@ _DONE = b"[DONE]"
 class OpenAICompatParser:
     """Sans-I/O parser for one compatible-mode stream."""
 
-    __slots__ = ("_finish_reason", "_finished", "_model", "_request_id", "_usage", "started")
+    __slots__ = (
+        "_finish_reason",
+        "_finished",
+        "_last",
+        "_model",
+        "_request_id",
+        "_usage",
+        "started",
+    )
 
     def __init__(self, model: str, request_id: str | None = None) -> None:
         self._model = model
         self._request_id = request_id
         self._finish_reason: str | None = None
         self._usage: dict[str, Any] | None = None
+        self._last: dict[str, Any] | None = None
         self._finished = False
         self.started = False
 
@@ -66,6 +75,7 @@ class OpenAICompatParser:
                 request_id=self._request_id,
             )
         self.started = True
+        self._last = obj
         model = obj.get("model")
         if isinstance(model, str) and model:
             self._model = model
@@ -105,4 +115,7 @@ class OpenAICompatParser:
         usage = usage_from(
             raw, "prompt_tokens", "completion_tokens", "completion_tokens_details", None
         )
-        return [usage, Finish(self._finish_reason or "unknown", self._request_id, self._model)]
+        return [
+            usage,
+            Finish(self._finish_reason or "unknown", self._request_id, self._model, self._last),
+        ]
