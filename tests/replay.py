@@ -73,8 +73,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self._send(reply, owner)
         except (BrokenPipeError, ConnectionResetError):
-            with owner.lock:
+            with owner.changed:
                 owner.disconnects += 1
+                owner.changed.notify_all()
             self.close_connection = True
 
     def _send(self, reply: Reply, owner: ReplayServer) -> None:
@@ -122,6 +123,7 @@ class ReplayServer:
         self.replies: deque[Reply] = deque()
         self.default: Reply | None = None
         self.lock = threading.Lock()
+        self.changed = threading.Condition()
         self.stopped = threading.Event()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
@@ -133,6 +135,12 @@ class ReplayServer:
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    def wait_disconnects(self, count: int, timeout: float = 3.0) -> int:
+        """Wait until ``count`` replies were cut short by the client going away."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.disconnects >= count, timeout)
+            return self.disconnects
 
     def queue(self, *replies: Reply) -> ReplayServer:
         with self.lock:
@@ -349,3 +357,16 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+def recorded_texts(name: str) -> tuple[str, str]:
+    """(answer, thinking) of a recording, read naively line by line: a test oracle
+    independent of the client's SSE decoder and parsers."""
+    answer, thinking = [], []
+    raw = (RECORDED / f"{name}.response.body.txt").read_text("utf-8-sig")
+    for line in raw.splitlines():
+        if line.startswith("data:"):
+            message = json.loads(line[5:])["output"]["choices"][0]["message"]
+            answer.append(message.get("content") or "")
+            thinking.append(message.get("reasoning_content") or "")
+    return "".join(answer), "".join(thinking)

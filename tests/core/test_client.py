@@ -28,8 +28,8 @@ from qwen_ci import (
 )
 from qwen_ci.errors import QwenCIError
 from tests.replay import (
-    Reply,
     ReplayServer,
+    Reply,
     SilentServer,
     closed_port_url,
     compat_chunk,
@@ -37,11 +37,11 @@ from tests.replay import (
     native_frame,
     native_stream,
     recorded_reply,
+    recorded_texts,
 )
 
 CI = "single-generation-message-with-code-interpreter-sse"
 QUESTION = [{"role": "user", "content": "123的21次方是多少？"}]
-ANSWER = "123的21次方是：\n\n77269364466549865653073473388030061522211723\n\n这是一个非常大的数字，共有42位数。"
 JSON = {"Content-Type": "application/json"}
 
 
@@ -70,8 +70,8 @@ THROTTLED = {"code": "Throttling.RateQuota",
 def test_recorded_code_interpreter_stream(server: ReplayServer, per_event: bool) -> None:
     server.queue(recorded_reply(CI, per_event=per_event))
     result = collect(native(server).stream(req()))  # type: ignore[arg-type]
-    assert result.text == ANSWER
-    assert result.reasoning.startswith("用户问的是123的21次方是多少。")
+    answer, thinking = recorded_texts(CI)
+    assert (result.text, result.reasoning) == (answer, thinking)
     assert "我使用代码计算器计算出了结果" in result.reasoning  # thinking after the run
     assert result.code_runs == [CodeRun(0, "123**21")]
     assert result.usage is not None
@@ -88,7 +88,7 @@ async def test_recorded_stream_async(server: ReplayServer) -> None:
     client = AsyncClient(api_key="sk-test", base_url=server.base_url)
     result = await acollect(client.stream(req()))  # type: ignore[arg-type]
     await client.aclose()
-    assert result.text == ANSWER and result.code_runs == [CodeRun(0, "123**21")]
+    assert result.text == recorded_texts(CI)[0] and result.code_runs == [CodeRun(0, "123**21")]
 
 
 @pytest.mark.usefixtures("recorded")
@@ -406,10 +406,7 @@ def test_consumer_stopping_early_closes_the_response(server: ReplayServer) -> No
     stream = client.stream(req())  # type: ignore[arg-type]
     next(stream)
     stream.close()  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 3
-    while server.disconnects < 1 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.disconnects == 1
+    assert server.wait_disconnects(1) == 1
     assert collect(client.stream(req())).text == "next"  # type: ignore[arg-type]
 
 
@@ -428,10 +425,7 @@ async def test_async_cancel_closes_the_response(server: ReplayServer) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    deadline = time.monotonic() + 3
-    while server.disconnects < 1 and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    assert server.disconnects == 1
+    assert await asyncio.to_thread(server.wait_disconnects, 1) == 1
     assert (await acollect(client.stream(req()))).text == "next"  # type: ignore[arg-type]
     await client.aclose()
 

@@ -33,28 +33,30 @@ def parse(frames: Sequence[bytes], *, end: bool = True) -> list[Event]:
     return events
 
 
+BIG = "1169008215014432917465348578887506800769541157267 / 5"
+
+
 def runs(events: list[Event]) -> list[CodeRun]:
     return [e for e in events if isinstance(e, CodeRun)]
 
 
 def test_documented_multi_run_stream_gives_each_run_once_in_order() -> None:
-    frames = native_stream([
-        {"reasoning": "I will compute."},
-        {"tool_info": ["123**23"]},
-        {"reasoning": "Now divide.", "tool_info": ["123**23"]},
-        {"tool_info": ["123**23", ""]},
-        {"tool_info": ["123**23", "1169008215014432917465348578887506800769541157267 / 5"]},
-        {"reasoning": "Done.", "tool_info": ["123**23",
-                                              "1169008215014432917465348578887506800769541157267 / 5"]},
-        {"content": "The answer.", "tool_info": ["123**23",
-                                                 "1169008215014432917465348578887506800769541157267 / 5"]},
-        {"finish": "stop", "tool_info": ["123**23",
-                                         "1169008215014432917465348578887506800769541157267 / 5"]},
-    ])
+    frames = native_stream(
+        [
+            {"reasoning": "I will compute."},
+            {"tool_info": ["123**23"]},
+            {"reasoning": "Now divide.", "tool_info": ["123**23"]},
+            {"tool_info": ["123**23", ""]},
+            {"tool_info": ["123**23", BIG]},
+            {"reasoning": "Done.", "tool_info": ["123**23", BIG]},
+            {"content": "The answer.", "tool_info": ["123**23", BIG]},
+            {"finish": "stop", "tool_info": ["123**23", BIG]},
+        ]
+    )
     events = parse(frames)
     assert runs(events) == [
         CodeRun(0, "123**23"),
-        CodeRun(1, "1169008215014432917465348578887506800769541157267 / 5"),
+        CodeRun(1, BIG),
     ]
     usage = next(e for e in events if isinstance(e, Usage))
     assert usage.plugins == {"code_interpreter": {"count": 2}}
@@ -62,38 +64,47 @@ def test_documented_multi_run_stream_gives_each_run_once_in_order() -> None:
     kinds = [type(e).__name__ for e in events]
     assert kinds.index("CodeRun") < kinds.index("ReasoningDelta", 1)
     assert [e.text for e in events if isinstance(e, ReasoningDelta)] == [
-        "I will compute.", "Now divide.", "Done."]
+        "I will compute.",
+        "Now divide.",
+        "Done.",
+    ]
 
 
 def test_code_filled_over_several_frames_is_emitted_once_with_final_code() -> None:
-    frames = native_stream([
-        {"reasoning": "think"},
-        {"tool_info": [""]},
-        {"tool_info": ["import math"]},
-        {"tool_info": ["import math"]},  # unchanged while the code is still generated
-        {"tool_info": ["import math\nprint(math.pi)"]},
-        {"reasoning": "pi it is", "tool_info": ["import math\nprint(math.pi)"]},
-        {"content": "3.14", "tool_info": ["import math\nprint(math.pi)"]},
-        {"finish": "stop", "tool_info": ["import math\nprint(math.pi)"]},
-    ])
+    frames = native_stream(
+        [
+            {"reasoning": "think"},
+            {"tool_info": [""]},
+            {"tool_info": ["import math"]},
+            {"tool_info": ["import math"]},  # unchanged while the code is still generated
+            {"tool_info": ["import math\nprint(math.pi)"]},
+            {"reasoning": "pi it is", "tool_info": ["import math\nprint(math.pi)"]},
+            {"content": "3.14", "tool_info": ["import math\nprint(math.pi)"]},
+            {"finish": "stop", "tool_info": ["import math\nprint(math.pi)"]},
+        ]
+    )
     assert runs(parse(frames)) == [CodeRun(0, "import math\nprint(math.pi)")]
 
 
 def test_run_is_emitted_as_soon_as_the_model_resumes() -> None:
-    frames = native_stream([
-        {"tool_info": ["1+1"]},
-        {"reasoning": "two", "tool_info": ["1+1"]},
-    ])
+    frames = native_stream(
+        [
+            {"tool_info": ["1+1"]},
+            {"reasoning": "two", "tool_info": ["1+1"]},
+        ]
+    )
     events = parse(frames, end=False)
     assert events == [CodeRun(0, "1+1"), ReasoningDelta("two")]
 
 
 def test_placeholder_never_emitted_and_last_run_final_at_stream_end() -> None:
-    frames = native_stream([
-        {"tool_info": ["a = 1"]},
-        {"tool_info": ["a = 1", ""]},
-        {"finish": "stop", "tool_info": ["a = 1", ""]},
-    ])
+    frames = native_stream(
+        [
+            {"tool_info": ["a = 1"]},
+            {"tool_info": ["a = 1", ""]},
+            {"finish": "stop", "tool_info": ["a = 1", ""]},
+        ]
+    )
     assert runs(parse(frames)) == [CodeRun(0, "a = 1")]
     frames = native_stream([{"tool_info": ["x"]}, {"finish": "stop", "tool_info": ["x"]}])
     assert runs(parse(frames)) == [CodeRun(0, "x")]
@@ -107,28 +118,39 @@ def test_many_repeating_frames_never_duplicate_a_run() -> None:
 
 
 def test_list_shaped_content_is_joined() -> None:
-    frames = native_stream([
-        {"content": [{"text": "Hello"}, {"text": ", "}]},
-        {"content": [{"text": "world"}]},
-        {"content": [], "finish": "stop"},
-    ])
+    frames = native_stream(
+        [
+            {"content": [{"text": "Hello"}, {"text": ", "}]},
+            {"content": [{"text": "world"}]},
+            {"content": [], "finish": "stop"},
+        ]
+    )
     assert [e.text for e in parse(frames) if isinstance(e, TextDelta)] == ["Hello, ", "world"]
 
 
 def test_final_usage_is_the_last_cumulative_one_and_emitted_once() -> None:
-    frames = native_stream([
-        {"reasoning": "a"},
-        {"tool_info": ["1"], "input_tokens": 100},
-        {"reasoning": "b", "tool_info": ["1"], "input_tokens": 250},
-        {"content": "c", "tool_info": ["1"]},
-        {"finish": "stop", "tool_info": ["1"]},
-    ])
+    frames = native_stream(
+        [
+            {"reasoning": "a"},
+            {"tool_info": ["1"], "input_tokens": 100},
+            {"reasoning": "b", "tool_info": ["1"], "input_tokens": 250},
+            {"content": "c", "tool_info": ["1"]},
+            {"finish": "stop", "tool_info": ["1"]},
+        ]
+    )
     events = parse(frames)
     usages = [e for e in events if isinstance(e, Usage)]
     last = json.loads(frames[-1].split(b"data:", 1)[1])["usage"]
-    assert usages == [Usage(250, last["output_tokens"], last["total_tokens"],
-                            last["output_tokens_details"]["reasoning_tokens"], 0,
-                            {"code_interpreter": {"count": 1}})]
+    assert usages == [
+        Usage(
+            250,
+            last["output_tokens"],
+            last["total_tokens"],
+            last["output_tokens_details"]["reasoning_tokens"],
+            0,
+            {"code_interpreter": {"count": 1}},
+        )
+    ]
     finish = events[-1]
     assert isinstance(finish, Finish) and finish.reason == "stop"
     assert finish.raw is not None and finish.raw["usage"] == last
@@ -146,18 +168,30 @@ def test_stream_without_final_frame_is_incomplete() -> None:
 
 def test_error_frame_after_output_raises_with_status_code_and_request_id() -> None:
     frames = native_stream([{"reasoning": "a"}])
-    frames.append(native_frame({"code": "Throttling.RateQuota",
-                                "message": "Requests rate limit exceeded, please try again later.",
-                                "request_id": "rid-1"}, event="error", status=429))
+    frames.append(
+        native_frame(
+            {
+                "code": "Throttling.RateQuota",
+                "message": "Requests rate limit exceeded, please try again later.",
+                "request_id": "rid-1",
+            },
+            event="error",
+            status=429,
+        )
+    )
     with pytest.raises(RateLimitError) as info:
         parse(frames)
     assert (info.value.status, info.value.code, info.value.request_id) == (
-        429, "Throttling.RateQuota", "rid-1")
+        429,
+        "Throttling.RateQuota",
+        "rid-1",
+    )
 
 
 def test_error_frame_marked_200_takes_the_status_of_its_code() -> None:
-    frame = native_frame({"code": "InvalidParameter", "message": "bad", "request_id": "r"},
-                         event="error", status=200)
+    frame = native_frame(
+        {"code": "InvalidParameter", "message": "bad", "request_id": "r"}, event="error", status=200
+    )
     with pytest.raises(BadRequestError) as info:
         parse([frame])
     assert info.value.status == 400
@@ -167,32 +201,53 @@ def test_malformed_frames_are_protocol_errors() -> None:
     with pytest.raises(ProtocolError, match="Malformed"):
         parse([b"data:{not json\n\n"])
     with pytest.raises(ProtocolError, match="output"):
-        parse([b"data:{\"usage\":{}}\n\n"])
+        parse([b'data:{"usage":{}}\n\n'])
     with pytest.raises(ProtocolError):
         parse([b"data:\xff\xfe\n\n"])
 
 
 def test_unknown_fields_are_ignored() -> None:
-    frame = native_frame({"output": {"choices": [{"message": {"content": "x", "novel": 1},
-                                                  "finish_reason": "stop", "x": 2}],
-                                     "new": True},
-                          "usage": {"input_tokens": 1, "output_tokens": 1}, "extra": {}})
+    frame = native_frame(
+        {
+            "output": {
+                "choices": [
+                    {"message": {"content": "x", "novel": 1}, "finish_reason": "stop", "x": 2}
+                ],
+                "new": True,
+            },
+            "usage": {"input_tokens": 1, "output_tokens": 1},
+            "extra": {},
+        }
+    )
     events = parse([frame])
     assert events[0] == TextDelta("x")
     assert isinstance(events[-1], Finish)
 
 
 def test_search_info_is_emitted_once() -> None:
-    first = native_frame({"output": {"choices": [{"message": {"content": "", "role": "assistant"},
-                                                  "finish_reason": "null"}],
-                                     "search_info": {"search_results": [{"index": 1}]}},
-                          "usage": {}, "request_id": "r"})
-    later = native_frame({"output": {"choices": [{"message": {"content": "ok"},
-                                                  "finish_reason": "stop"}],
-                                     "search_info": {"extra_tool_info": [],
-                                                     "search_results": []}},
-                          "usage": {"input_tokens": 5, "output_tokens": 1, "total_tokens": 6},
-                          "request_id": "r"})
+    first = native_frame(
+        {
+            "output": {
+                "choices": [
+                    {"message": {"content": "", "role": "assistant"}, "finish_reason": "null"}
+                ],
+                "search_info": {"search_results": [{"index": 1}]},
+            },
+            "usage": {},
+            "request_id": "r",
+        }
+    )
+    later = native_frame(
+        {
+            "output": {
+                "choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}],
+                "search_info": {"extra_tool_info": [], "search_results": []},
+            },
+            "usage": {"input_tokens": 5, "output_tokens": 1, "total_tokens": 6},
+            "request_id": "r",
+        }
+    )
     events = parse([first, later])
     assert [e for e in events if isinstance(e, SearchInfo)] == [
-        SearchInfo({"search_results": [{"index": 1}]})]
+        SearchInfo({"search_results": [{"index": 1}]})
+    ]
