@@ -468,3 +468,13 @@ def test_key_never_serialized_or_printed() -> None:
     assert isinstance(revived, ChatQwenCodeInterpreter)
     assert revived.api_key is not None and revived.api_key.get_secret_value() == "sk-revived"
     assert revived.base_url == "http://127.0.0.1:1"
+
+
+def test_streaming_true_invoke_goes_through_stream_and_gives_the_same_message(
+    server: ReplayServer,
+) -> None:
+    server.default = Reply(TWO_RUNS)
+    plain = model(server).invoke("q")
+    streamed = model(server, streaming=True).invoke("q")
+    same_message(streamed, plain)
+    assert streamed.additional_kwargs["tool_info"] == TWO_RUNS_INFO

@@ -1,0 +1,68 @@
+"""Quickstart: ask Qwen a question it answers by running Python, and show every step.
+
+    DASHSCOPE_API_KEY=sk-... python examples/quickstart.py ["your question"]
+    python examples/quickstart.py --base-url http://127.0.0.1:8765 "2**100?"
+
+With a key it calls the hosted service (region cn-beijing unless DASHSCOPE_BASE_URL or
+--base-url says otherwise). The thinking is printed dimmed, each executed code block as
+it becomes final, then the answer and the token usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from langchain_core.messages import AIMessageChunk
+
+from langchain_qwen_ci import ChatQwenCodeInterpreter
+from qwen_ci import QwenCIError
+
+COLOR = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+DIM, BOLD, RESET = ("\033[2m", "\033[1m", "\033[0m") if COLOR else ("", "", "")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("question", nargs="?", default="123的21次方是多少？")
+    parser.add_argument("--base-url", default=None, help="service root (default: region host)")
+    parser.add_argument("--region", default="cn-beijing")
+    parser.add_argument("--model", default="qwen3-max-preview")
+    args = parser.parse_args()
+    if not os.environ.get("DASHSCOPE_API_KEY"):
+        print(
+            "Set DASHSCOPE_API_KEY to a DashScope key of your region (Model Studio console) "
+            "to run this demo against the hosted service.",
+            file=sys.stderr,
+        )
+        return 1
+    llm = ChatQwenCodeInterpreter(model=args.model, base_url=args.base_url, region=args.region)
+    print(f"{BOLD}Q:{RESET} {args.question}")
+    total: AIMessageChunk | None = None
+    try:
+        for chunk in llm.stream(args.question):
+            total = chunk if total is None else total + chunk
+            if thinking := chunk.additional_kwargs.get("reasoning_content"):
+                print(f"{DIM}{thinking}{RESET}", end="", flush=True)
+            for run in chunk.additional_kwargs.get("tool_info", []):
+                print(f"\n{BOLD}[code executed]{RESET}\n{run['code_interpreter']['code']}\n")
+            if chunk.content:
+                print(chunk.content, end="", flush=True)
+    except QwenCIError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 1
+    print()
+    if total is not None and total.usage_metadata:
+        usage = total.usage_metadata
+        runs = total.response_metadata.get("plugins", {}).get("code_interpreter", {})
+        print(
+            f"{DIM}tokens: in {usage['input_tokens']}, out {usage['output_tokens']} "
+            f"(reasoning {usage.get('output_token_details', {}).get('reasoning', 0)}); "
+            f"code runs: {runs.get('count', 0)}{RESET}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
