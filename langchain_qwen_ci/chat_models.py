@@ -9,6 +9,7 @@ from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
 )
+from langchain_core.callbacks.manager import AsyncCallbackManager, CallbackManager
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import (
     AIMessage,
@@ -23,6 +24,11 @@ from langchain_core.messages import (
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
+from langchain_core.runnables.config import (
+    ensure_config,
+    get_async_callback_manager_for_config,
+    get_callback_manager_for_config,
+)
 from langchain_core.utils import from_env, secret_from_env
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
@@ -36,6 +42,9 @@ from qwen_ci.session import Session
 
 # LangChain passes these through **kwargs; they are not service parameters.
 _LANGCHAIN_KWARGS = frozenset({"ls_structured_output_format", "stream"})
+
+CODE_EVENT = "code_interpreter"
+"""Name of the custom event dispatched when a code run is final."""
 
 
 class ChatQwenCodeInterpreter(BaseChatModel):
@@ -119,6 +128,10 @@ class ChatQwenCodeInterpreter(BaseChatModel):
     default_headers: dict[str, str] | None = None
     streaming: bool = False
     """Accepted for compatibility; the service always streams."""
+    emit_code_events: bool = True
+    """Dispatch a ``code_interpreter`` custom event (``{"index", "code"}``) the moment a
+    run is final, when called inside a runnable context (``astream_events`` consumers
+    see it). Outside a runnable context nothing is dispatched."""
 
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
@@ -206,6 +219,8 @@ class ChatQwenCodeInterpreter(BaseChatModel):
         events = self._get_session().stream(_to_core(messages), self._call_args(stop, kwargs))
         builder = _ChunkBuilder()
         for event in events:
+            if isinstance(event, CodeRun) and self.emit_code_events:
+                _dispatch_code_event(event, run_manager)
             chunk = builder.on_event(event)
             if chunk is not None:
                 if run_manager and isinstance(event, TextDelta | ReasoningDelta):
@@ -222,6 +237,8 @@ class ChatQwenCodeInterpreter(BaseChatModel):
         events = self._get_session().astream(_to_core(messages), self._call_args(stop, kwargs))
         builder = _ChunkBuilder()
         async for event in events:
+            if isinstance(event, CodeRun) and self.emit_code_events:
+                await _adispatch_code_event(event, run_manager)
             chunk = builder.on_event(event)
             if chunk is not None:
                 if run_manager and isinstance(event, TextDelta | ReasoningDelta):
@@ -236,6 +253,8 @@ class ChatQwenCodeInterpreter(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         events = self._get_session().stream(_to_core(messages), self._call_args(stop, kwargs))
+        if self.emit_code_events:
+            events = _with_code_events(events, run_manager)
         return _chat_result(collect(events))
 
     async def _agenerate(
@@ -246,6 +265,8 @@ class ChatQwenCodeInterpreter(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         events = self._get_session().astream(_to_core(messages), self._call_args(stop, kwargs))
+        if self.emit_code_events:
+            events = _awith_code_events(events, run_manager)
         return _chat_result(await acollect(events))
 
     # ------------------------------------------------------------------ helpers
@@ -297,6 +318,52 @@ class ChatQwenCodeInterpreter(BaseChatModel):
             )
             self._session_key = key
         return self._session
+
+
+# ---------------------------------------------------------------------- code events
+
+
+def _dispatch_code_event(run: CodeRun, run_manager: CallbackManagerForLLMRun | None) -> None:
+    """Dispatch the run to the model's run, or to the enclosing runnable; never raise."""
+    data = {"index": run.index, "code": run.code}
+    if run_manager is not None:
+        manager = CallbackManager(handlers=run_manager.handlers, parent_run_id=run_manager.run_id)
+    else:
+        manager = get_callback_manager_for_config(ensure_config())
+    if manager.parent_run_id is not None and manager.handlers:
+        manager.on_custom_event(CODE_EVENT, data, run_id=manager.parent_run_id)
+
+
+async def _adispatch_code_event(
+    run: CodeRun, run_manager: AsyncCallbackManagerForLLMRun | None
+) -> None:
+    data = {"index": run.index, "code": run.code}
+    if run_manager is not None:
+        manager = AsyncCallbackManager(
+            handlers=run_manager.handlers, parent_run_id=run_manager.run_id
+        )
+    else:
+        manager = get_async_callback_manager_for_config(ensure_config())
+    if manager.parent_run_id is not None and manager.handlers:
+        await manager.on_custom_event(CODE_EVENT, data, run_id=manager.parent_run_id)
+
+
+def _with_code_events(
+    events: Iterator[Event], run_manager: CallbackManagerForLLMRun | None
+) -> Iterator[Event]:
+    for event in events:
+        if isinstance(event, CodeRun):
+            _dispatch_code_event(event, run_manager)
+        yield event
+
+
+async def _awith_code_events(
+    events: AsyncIterator[Event], run_manager: AsyncCallbackManagerForLLMRun | None
+) -> AsyncIterator[Event]:
+    async for event in events:
+        if isinstance(event, CodeRun):
+            await _adispatch_code_event(event, run_manager)
+        yield event
 
 
 # ---------------------------------------------------------------------- translation
