@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.replay import Reply, ReplayServer, native_stream
+from tests.replay import ReplayServer, Reply, native_stream
 
 ROOT = Path(__file__).resolve().parents[1]
 STREAM = native_stream([

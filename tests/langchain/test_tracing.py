@@ -17,7 +17,7 @@ from langchain_core.tracers.schemas import Run
 
 from langchain_qwen_ci import ChatQwenCodeInterpreter
 from tests.langchain.test_chat_model import TWO_RUNS, TWO_RUNS_INFO
-from tests.replay import Reply, ReplayServer
+from tests.replay import ReplayServer, Reply
 
 THINKING = "First compute.Then done."
 ANSWER = "x is 1024; x//4 is 256."
