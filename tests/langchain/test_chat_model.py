@@ -478,3 +478,27 @@ def test_streaming_true_invoke_goes_through_stream_and_gives_the_same_message(
     streamed = model(server, streaming=True).invoke("q")
     same_message(streamed, plain)
     assert streamed.additional_kwargs["tool_info"] == TWO_RUNS_INFO
+
+
+async def test_one_connection_pool_per_model_instance(server: ReplayServer) -> None:
+    server.default = Reply(native_stream([{"content": "ok", "finish": "stop"}]))
+    llm = model(server)
+    for _ in range(3):
+        llm.invoke("q")
+    sync_ports = {r.client_port for r in server.requests}
+    for _ in range(3):
+        await llm.ainvoke("q")
+        [c async for c in llm.astream("q")]
+    async_ports = {r.client_port for r in server.requests[3:]}
+    assert len(sync_ports) == 1 and len(async_ports) == 1
+
+
+def test_changed_settings_take_effect(server: ReplayServer) -> None:
+    server.default = Reply(native_stream([{"content": "ok", "finish": "stop"}]))
+    llm = model(server, temperature=0.1)
+    llm.invoke("q")
+    llm.model_copy(update={"temperature": 0.7}).invoke("q")
+    llm.temperature = 0.5
+    llm.invoke("q")
+    temps = [r.json["parameters"]["temperature"] for r in server.requests]
+    assert temps == [0.1, 0.7, 0.5]
