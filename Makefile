@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint demo format clean
+.PHONY: install bwrap test lint demo format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,16 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[all,dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# bubblewrap isolates the emulator's sandbox; installed when missing and we are root
+bwrap:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap >/dev/null 2>&1)) \
+	    || echo "warning: could not install bubblewrap; the sandbox runs with rlimits only"; \
+	  else echo "warning: bubblewrap (bwrap) not found; the sandbox runs with rlimits only"; fi; }
+
+install: $(STAMP) bwrap
 
 test: install
 	$(PY) -m pytest -q
