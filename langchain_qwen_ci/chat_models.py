@@ -280,7 +280,7 @@ class ChatQwenCodeInterpreter(BaseChatModel):
     def _get_session(self) -> Session:
         """The session for the current settings (rebuilt if settings changed)."""
         key = (
-            self.api_key.get_secret_value() if self.api_key else None,
+            self.api_key,  # SecretStr compares by value and never prints it
             self.base_url,
             self.region,
             self.protocol,
@@ -298,7 +298,7 @@ class ChatQwenCodeInterpreter(BaseChatModel):
         )
         if self._session is None or key != self._session_key:
             self._session = Session(
-                api_key=key[0],
+                api_key=self.api_key.get_secret_value() if self.api_key else None,
                 base_url=self.base_url,
                 region=self.region,
                 protocol=self.protocol,
