@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -462,9 +463,11 @@ def test_key_never_serialized_or_printed() -> None:
         assert "sk-canary-123" not in text
     assert dumpd(llm)["kwargs"]["api_key"] == {"lc": 1, "type": "secret",
                                                "id": ["DASHSCOPE_API_KEY"]}
-    revived = loads(dumps(llm), valid_namespaces=["langchain_qwen_ci"],
-                    allowed_objects=[ChatQwenCodeInterpreter],
-                    secrets_map={"DASHSCOPE_API_KEY": "sk-revived"})
+    options: dict[str, Any] = {"valid_namespaces": ["langchain_qwen_ci"],
+                               "secrets_map": {"DASHSCOPE_API_KEY": "sk-revived"}}
+    if "allowed_objects" in inspect.signature(loads).parameters:  # langchain-core >= 1.1
+        options["allowed_objects"] = [ChatQwenCodeInterpreter]
+    revived = loads(dumps(llm), **options)
     assert isinstance(revived, ChatQwenCodeInterpreter)
     assert revived.api_key is not None and revived.api_key.get_secret_value() == "sk-revived"
     assert revived.base_url == "http://127.0.0.1:1"
