@@ -9,11 +9,13 @@ bill twice and run the code twice.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import random
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -56,6 +58,26 @@ _SDK_ARGS = frozenset(
 )
 
 Parser = DashScopeParser | OpenAICompatParser
+
+
+def _sdk_http_module() -> ModuleType:
+    """The HTTP library under the openai SDK (``httpx2`` in openai 3): errors raised while
+    reading a streamed body come from it, not from the SDK's own exception classes."""
+    for base in openai.DefaultHttpxClient.__mro__[1:]:
+        root = base.__module__.split(".")[0]
+        if root.startswith("httpx"):
+            return importlib.import_module(root)
+    return httpx
+
+
+_SDK_HTTP = _sdk_http_module()
+#: what one attempt may raise: our errors, and transport errors of httpx and of the SDK
+_CAUGHT: tuple[type[Exception], ...] = (
+    QwenCIError, httpx.HTTPError, _SDK_HTTP.HTTPError, openai.APIError
+)
+_TIMEOUT_ERRORS: tuple[type[Exception], ...] = (
+    httpx.TimeoutException, _SDK_HTTP.TimeoutException, openai.APITimeoutError
+)
 
 
 class _Base:
@@ -164,7 +186,7 @@ class _Base:
             except Exception:  # the body could not be read
                 body = json.dumps(exc.body).encode() if exc.body is not None else b""
             return self._http_error(exc.status_code, body, response.headers)
-        timeout = isinstance(exc, httpx.TimeoutException | openai.APITimeoutError)
+        timeout = isinstance(exc, _TIMEOUT_ERRORS)
         if parser.started:
             cls: type[QwenCIError] = IncompleteStreamError
             what = "timed out" if timeout else f"broke ({type(exc).__name__}: {exc})"
@@ -253,7 +275,7 @@ class Client(_Base):
             try:
                 yield from self._attempt(request, parser)
                 return
-            except (QwenCIError, httpx.HTTPError, openai.APIError) as exc:
+            except _CAUGHT as exc:
                 err = self._convert(exc, parser)
                 delay = self._retry_delay(err, parser, attempt)
                 if delay is None:
@@ -341,7 +363,7 @@ class AsyncClient(_Base):
                 async for event in self._attempt(request, parser):
                     yield event
                 return
-            except (QwenCIError, httpx.HTTPError, openai.APIError) as exc:
+            except _CAUGHT as exc:
                 err = self._convert(exc, parser)
                 delay = self._retry_delay(err, parser, attempt)
                 if delay is None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import sys
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -57,6 +58,19 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        with self.server.owner.changed:
+            self.server.owner.connections += 1
+            self.server.owner.open_connections += 1
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError):
+            super().finish()
+        with self.server.owner.changed:
+            self.server.owner.open_connections -= 1
+            self.server.owner.changed.notify_all()
+
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
@@ -66,7 +80,12 @@ class _Handler(BaseHTTPRequestHandler):
                 Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, raw,
                          self.client_address[1])
             )
-            reply = owner.replies.popleft() if owner.replies else owner.default
+            if owner.replies:
+                reply: Reply | None = owner.replies.popleft()
+            elif owner.chooser is not None:
+                reply = owner.chooser(owner.requests[-1])
+            else:
+                reply = owner.default
         if reply is None:
             reply = Reply([b'{"code":"NoReply","message":"replay server has no reply queued"}'],
                           status=500, headers={"Content-Type": "application/json"})
@@ -113,6 +132,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     owner: ReplayServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients going away mid-request are part of the tests; anything else is shown."""
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            super().handle_error(request, client_address)
+
 
 class ReplayServer:
     """Serve queued replies on 127.0.0.1; use as a context manager."""
@@ -120,6 +145,9 @@ class ReplayServer:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.disconnects = 0  # replies cut short because the client went away
+        self.connections = 0  # TCP connections accepted so far
+        self.open_connections = 0  # TCP connections open now
+        self.chooser: Callable[[Recorded], Reply] | None = None  # picks a reply per request
         self.replies: deque[Reply] = deque()
         self.default: Reply | None = None
         self.lock = threading.Lock()
@@ -135,6 +163,12 @@ class ReplayServer:
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    def wait_open_connections(self, at_most: int, timeout: float = 3.0) -> int:
+        """Wait until at most ``at_most`` connections are open; return the count."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.open_connections <= at_most, timeout)
+            return self.open_connections
 
     def wait_disconnects(self, count: int, timeout: float = 3.0) -> int:
         """Wait until ``count`` replies were cut short by the client going away."""
