@@ -29,6 +29,7 @@ from llama_index.core.llms.llm import LLM
 from llama_index.core.utils import resolve_binary
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
+from llamaindex_qwen_ci.tracing import CodeReporter
 from qwen_ci.client import DEFAULT_MAX_RETRIES
 from qwen_ci.config import API_KEY_ENV, DEFAULT_MODEL, DEFAULT_REGION, model_info
 from qwen_ci.errors import InvalidRequestError
@@ -134,6 +135,11 @@ class QwenCodeInterpreter(LLM):
         description="More service parameters, deep-merged (per-call values win).",
     )
     default_headers: dict[str, str] | None = None
+    emit_code_events: bool = Field(
+        default=False,
+        description="Dispatch a CodeInterpreterRunEvent per run, on the call's span (opt-in: "
+        "OpenInference logs a warning for every event type it does not know).",
+    )
 
     model_config = ConfigDict(extra="forbid")
 
@@ -278,12 +284,14 @@ class QwenCodeInterpreter(LLM):
     def _events(
         self, messages: Sequence[ChatMessage], kwargs: Mapping[str, Any]
     ) -> Iterator[Event]:
-        return self._get_session().stream(_to_core(messages), self._call_args(kwargs))
+        events = self._get_session().stream(_to_core(messages), self._call_args(kwargs))
+        return CodeReporter(dispatch=self.emit_code_events).watch(events)
 
     def _aevents(
         self, messages: Sequence[ChatMessage], kwargs: Mapping[str, Any]
     ) -> AsyncIterator[Event]:
-        return self._get_session().astream(_to_core(messages), self._call_args(kwargs))
+        events = self._get_session().astream(_to_core(messages), self._call_args(kwargs))
+        return CodeReporter(dispatch=self.emit_code_events).awatch(events)
 
     @staticmethod
     def _call_args(kwargs: Mapping[str, Any]) -> dict[str, Any]:

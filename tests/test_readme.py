@@ -31,4 +31,5 @@ def test_readme_snippets_run(server: ReplayServer, monkeypatch: pytest.MonkeyPat
     assert out.count("x is 1024; x//4 is 256.") >= 4
     assert "running: x = 2**10" in out and "running: print(x // 4)" in out
     assert "[code] x = 2**10" in out
+    assert "run 0: x = 2**10" in out and "run 1: print(x // 4)" in out
     assert len(server.requests) >= 8

@@ -110,8 +110,9 @@ async def test_refused_call_is_seen_as_one_failed_call(llm: QwenCodeInterpreter,
 
 @pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince20")
 def test_openinference_span_carries_answer_and_token_counts(llm: QwenCodeInterpreter) -> None:
-    """OpenInference reads usage from ``additional_kwargs``; it exports the message text
-    only (not ``additional_kwargs``), so code runs are not in its spans."""
+    """OpenInference reads usage from ``additional_kwargs`` and exports the message text
+    only (not ``additional_kwargs``); the code runs reach its span as span events
+    (tests/llamaindex/test_tracing.py)."""
     from openinference.instrumentation.llama_index import LlamaIndexInstrumentor
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
