@@ -416,12 +416,14 @@ async def test_async_cancel_closes_the_response(server: ReplayServer) -> None:
                  Reply(native_stream([{"content": "next", "finish": "stop"}])))
     client = AsyncClient(api_key="sk-test", base_url=server.base_url)
 
+    first = asyncio.Event()
+
     async def consume() -> None:
         async for _ in client.stream(req()):  # type: ignore[arg-type]
-            pass
+            first.set()
 
     task = asyncio.create_task(consume())
-    await asyncio.sleep(0.1)
+    await first.wait()  # the response is streaming
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
