@@ -1,0 +1,387 @@
+"""How a kernel is isolated: bubblewrap when it works, rlimits only otherwise.
+
+With bubblewrap the kernel runs with no network (its own network namespace: Jupyter
+talks to it over unix sockets), its own PID namespace (killing the sandbox kills every
+process in it), a read-only view of the system and of the Python installation, private
+size-limited ``/workspace`` (the working directory and ``HOME``) and ``/tmp``, a clean
+environment and no capabilities; when the emulator runs as root the kernel runs as an
+unprivileged user id of its own. In every mode a small launcher applies the rlimits
+(memory, CPU, open files, file size, processes) before the kernel starts.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+from qwen_ci.sandbox.limits import Limits
+
+logger = logging.getLogger("qwen_ci.sandbox")
+
+Mode = Literal["bwrap", "rlimits"]
+IsolationChoice = Literal["auto", "bwrap", "none"]
+
+WORKSPACE = "/workspace"
+"""Working directory and ``HOME`` of the code under bubblewrap."""
+
+# Runs inside the sandbox with ``python -I -S -c``: apply the limits, drop root, exec
+# the kernel. Kept free of imports beyond the standard library's built-ins.
+LAUNCHER = """\
+import json, os, resource, sys
+spec = json.loads(sys.argv[1])
+for name, (soft, hard) in spec["rlimits"].items():
+    kind = getattr(resource, name)
+    _, current = resource.getrlimit(kind)
+    if current != resource.RLIM_INFINITY:
+        soft, hard = min(soft, current), min(hard, current)
+    resource.setrlimit(kind, (soft, hard))
+uid = spec.get("uid")
+if uid is not None and os.getuid() == 0:
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+_UID_BASE = 200_000
+_UID_SPAN = 60_000
+_uid_counter = 0
+
+
+def _next_uid() -> int:
+    """A fresh unprivileged uid per kernel: separate process counts, no shared files."""
+    global _uid_counter
+    _uid_counter += 1
+    return _UID_BASE + (os.getpid() * 97 + _uid_counter) % _UID_SPAN
+
+
+@dataclass(frozen=True, slots=True)
+class Isolation:
+    """The isolation mode in effect, and why.
+
+    Example:
+        >>> from qwen_ci.sandbox import detect_isolation
+        >>> detect_isolation("none").mode
+        'rlimits'
+    """
+
+    mode: Mode
+    reason: str
+    bwrap: str | None = None
+    supports_size: bool = False
+    """This bubblewrap knows ``--size`` (0.7+): the private tmpfs mounts get a quota."""
+
+    @property
+    def warning(self) -> str | None:
+        """The start-up warning for rlimits-only mode."""
+        if self.mode == "bwrap":
+            return None
+        text = (
+            f"qwen-ci sandbox: bubblewrap isolation is not in effect ({self.reason}); code "
+            "runs with rlimits only: it can use the network and read and write files as "
+            "your user. Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)."
+        )
+        if os.geteuid() == 0:
+            text += " Running as root, the process limit (fork bombs) does not apply either."
+        return text
+
+
+def _probe(bwrap: str) -> str | None:
+    """Run a tiny sandbox; return the reason it fails, or None when it works."""
+    args = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
+            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent"]
+    if os.geteuid() != 0:
+        args.append("--unshare-user")
+    try:
+        done = subprocess.run(
+            [*args, "true"], capture_output=True, timeout=20, check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{bwrap} could not run: {exc}"
+    if done.returncode != 0:
+        message = done.stderr.decode(errors="replace").strip() or f"exit {done.returncode}"
+        return f"{bwrap} cannot create a sandbox here: {message}"
+    return None
+
+
+@functools.cache
+def _detect_bwrap() -> Isolation:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return Isolation("rlimits", "bwrap is not installed")
+    failure = _probe(bwrap)
+    if failure is not None:
+        return Isolation("rlimits", failure)
+    try:
+        usage = subprocess.run(
+            [bwrap, "--help"], capture_output=True, timeout=10, check=False
+        ).stdout.decode(errors="replace")
+    except (OSError, subprocess.TimeoutExpired):
+        usage = ""
+    found = Isolation("bwrap", "bubblewrap works", bwrap, supports_size="--size" in usage)
+    failure = _probe_python(found)
+    if failure is not None:
+        return Isolation("rlimits", failure)
+    return found
+
+
+def _probe_python(isolation: Isolation) -> str | None:
+    """Start the sandbox exactly as for a kernel, importing zmq instead of serving."""
+    with tempfile.TemporaryDirectory(prefix="qwen-ci-probe-") as run_dir:
+        os.chmod(run_dir, 0o755)
+        command = kernel_command(isolation, Limits(), connection_file="unused",
+                                 run_dir=run_dir, work_dir=run_dir)
+        argv = [*command.argv[:-4], "-c", "import zmq"]
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=60, check=False,
+                                  stdin=subprocess.DEVNULL, env=command.env, cwd=command.cwd)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"the sandboxed Python could not run: {exc}"
+    if done.returncode != 0:
+        message = done.stderr.decode(errors="replace").strip()[-500:]
+        return f"the sandboxed Python does not start: {message or done.returncode}"
+    return None
+
+
+def detect_isolation(choice: IsolationChoice | str = "auto") -> Isolation:
+    """Pick the isolation: ``auto`` (bubblewrap if it works), ``bwrap`` (required), ``none``.
+
+    Raises ``RuntimeError`` when ``bwrap`` is required and does not work.
+    """
+    if choice == "none":
+        return Isolation("rlimits", "isolation disabled (isolation='none')")
+    if choice not in ("auto", "bwrap"):
+        raise ValueError(f"isolation={choice!r}; use 'auto', 'bwrap' or 'none'.")
+    found = _detect_bwrap()
+    if choice == "bwrap" and found.mode != "bwrap":
+        raise RuntimeError(f"bubblewrap isolation was required but {found.reason}.")
+    return found
+
+
+def python_roots() -> list[str]:
+    """Directories the kernel's Python needs: installation, environment, site-packages."""
+    candidates = {
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        sys.base_exec_prefix,
+        os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))),
+    }
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        path = sysconfig.get_paths().get(key)
+        if path:
+            candidates.add(path)
+    for module in ("ipykernel", "jupyter_client", "zmq", "IPython"):
+        spec_origin = _module_root(module)
+        if spec_origin:
+            candidates.add(spec_origin)
+    return _minimal(p for p in candidates if p and os.path.isdir(p))
+
+
+def _module_root(module: str) -> str | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin:
+        return None
+    # .../site-packages/ipykernel/__init__.py -> .../site-packages
+    return os.path.dirname(os.path.dirname(os.path.realpath(spec.origin)))
+
+
+_SYSTEM = ("/usr", "/etc")
+_SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+
+
+def _minimal(paths: Iterable[str]) -> list[str]:
+    """Real paths, without those inside another one or inside the system binds."""
+    real = sorted({os.path.realpath(p) for p in paths})
+    kept: list[str] = []
+    for path in real:
+        covered = [*kept, *_SYSTEM]
+        if any(path == root or path.startswith(root.rstrip("/") + "/") for root in covered):
+            continue
+        kept.append(path)
+    return kept
+
+
+def _ancestors(path: str) -> list[str]:
+    parts = PurePosixPath(path).parents
+    return [str(p) for p in reversed(parts) if str(p) != "/"]
+
+
+class _Binds:
+    """bwrap arguments for binds, creating missing parents as 0755 directories."""
+
+    def __init__(self) -> None:
+        self.args: list[str] = []
+        self._made: set[str] = {"/"}
+
+    def _parents(self, dest: str) -> None:
+        for parent in _ancestors(dest):
+            if parent not in self._made:
+                self.args += ["--perms", "0755", "--dir", parent]
+                self._made.add(parent)
+
+    def add(self, flag: str, source: str, dest: str) -> None:
+        self._parents(dest)
+        self.args += [flag, source, dest]
+        self._made.add(dest)
+
+    def mount(self, *args: str) -> None:
+        """A mount that creates its own directory (``--tmpfs``, ``--proc``, ...)."""
+        self._parents(args[-1])
+        self.args += list(args)
+        self._made.add(args[-1])
+
+
+def sandbox_env(home: str, extra_path: str = "") -> dict[str, str]:
+    """The kernel's whole environment (nothing is inherited from the emulator)."""
+    path = ":".join(p for p in (extra_path, "/usr/local/bin", "/usr/bin", "/bin") if p)
+    return {
+        "PATH": path,
+        "HOME": home,
+        "TMPDIR": "/tmp" if home == WORKSPACE else home,
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": "/tmp/matplotlib" if home == WORKSPACE else f"{home}/.matplotlib",
+        "IPYTHONDIR": f"{home}/.ipython",
+        "JUPYTER_RUNTIME_DIR": f"{home}/.jupyter",
+        "MALLOC_ARENA_MAX": "2",
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        "TERM": "dumb",
+    }
+
+
+def rlimits(limits: Limits, *, count_existing: bool) -> dict[str, tuple[int, int]]:
+    """``RLIMIT_*`` name -> (soft, hard) for the launcher.
+
+    Without a user namespace the process limit counts every process of the user, so
+    ``count_existing`` raises it by the number of threads the user already runs.
+    """
+    processes = limits.processes
+    if count_existing:
+        processes += _tasks_of(os.getuid())
+    return {
+        "RLIMIT_AS": (limits.memory, limits.memory),
+        "RLIMIT_CPU": (limits.cpu, limits.cpu + 5),
+        "RLIMIT_NOFILE": (limits.open_files, limits.open_files),
+        "RLIMIT_FSIZE": (limits.file_size, limits.file_size),
+        "RLIMIT_NPROC": (processes, processes),
+        "RLIMIT_CORE": (0, 0),
+    }
+
+
+def _tasks_of(uid: int) -> int:
+    count = 0
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid == uid:
+                count += len(os.listdir(f"/proc/{entry}/task"))
+        except OSError:
+            continue
+    return count
+
+
+@dataclass(frozen=True, slots=True)
+class KernelCommand:
+    """How to start one kernel: argv, environment, working directory, sandbox uid.
+
+    Example:
+        >>> from qwen_ci.sandbox import Limits, detect_isolation
+        >>> from qwen_ci.sandbox.isolation import kernel_command
+        >>> command = kernel_command(detect_isolation("none"), Limits(),
+        ...                          connection_file="/tmp/k.json", run_dir="/tmp",
+        ...                          work_dir="/tmp")
+        >>> command.argv[-4:]
+        ['-m', 'ipykernel_launcher', '-f', '/tmp/k.json']
+    """
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    uid: int | None
+
+
+def kernel_command(
+    isolation: Isolation,
+    limits: Limits,
+    *,
+    connection_file: str,
+    run_dir: str,
+    work_dir: str,
+    python: str | None = None,
+) -> KernelCommand:
+    """The command that starts an isolated ``ipykernel`` reading ``connection_file``.
+
+    ``run_dir`` holds the connection file and the kernel's unix sockets; it is bound
+    into the sandbox at the same path. ``work_dir`` is the host working directory used
+    in rlimits-only mode.
+    """
+    python = python or sys.executable
+    kernel = [python, "-m", "ipykernel_launcher", "-f", connection_file]
+    venv_bin = os.path.dirname(python)
+    if isolation.mode != "bwrap":
+        spec: dict[str, Any] = {"rlimits": rlimits(limits, count_existing=True), "uid": None}
+        argv = [python, "-I", "-S", "-c", LAUNCHER, json.dumps(spec), *kernel]
+        env = sandbox_env(work_dir, venv_bin)
+        # no PID namespace here: ipykernel exits by itself if the emulator dies
+        env["JPY_PARENT_PID"] = str(os.getpid())
+        return KernelCommand(argv, env, work_dir, None)
+    root = os.geteuid() == 0
+    uid = _next_uid() if root else None
+    spec = {"rlimits": rlimits(limits, count_existing=False), "uid": uid}
+    assert isolation.bwrap is not None
+    args = [isolation.bwrap, "--die-with-parent", "--new-session", "--unshare-ipc",
+            "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+            "--hostname", "sandbox"]
+    if root:
+        # only the launcher's setuid/setgid survive, and they vanish with the uid change
+        args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        args += ["--unshare-user", "--cap-drop", "ALL"]
+    binds = _Binds()
+    for path in _SYSTEM:
+        if os.path.isdir(path):
+            binds.add("--ro-bind", path, path)
+    for link in _SYSTEM_LINKS:
+        if os.path.islink(link):
+            binds.args += ["--symlink", os.readlink(link), link]
+        elif os.path.isdir(link):
+            binds.add("--ro-bind", link, link)
+    binds.mount("--proc", "/proc")
+    binds.mount("--dev", "/dev")
+    size = ["--size", str(limits.disk)] if isolation.supports_size else []
+    for mount in ("/tmp", WORKSPACE, "/dev/shm"):
+        binds.mount("--perms", "1777", *size, "--tmpfs", mount)
+    # after /tmp: an environment or a run directory under /tmp stays visible
+    for path in python_roots():
+        binds.add("--ro-bind", path, path)
+    binds.add("--bind", run_dir, run_dir)
+    args += binds.args
+    args += ["--chdir", WORKSPACE, "--clearenv"]
+    for key, value in sandbox_env(WORKSPACE, venv_bin).items():
+        args += ["--setenv", key, value]
+    argv = [*args, "--", python, "-I", "-S", "-c", LAUNCHER, json.dumps(spec), *kernel]
+    return KernelCommand(argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, run_dir, uid)
