@@ -1,0 +1,319 @@
+"""The ASGI application: DashScope's endpoints on one host (Starlette)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from qwen_ci.config import COMPATIBLE_PATH, NATIVE_PATHS, Endpoint
+from qwen_ci.emulator.engine import Engine, Frame
+from qwen_ci.emulator.faults import HEADER, Faults, parse_faults
+from qwen_ci.emulator.model import Model
+from qwen_ci.emulator.scripted import ScriptedModel
+from qwen_ci.emulator.validation import Parsed, load_body, parse_compatible, parse_native
+from qwen_ci.emulator.wire import (
+    INTERNAL_ERROR,
+    INVALID_API_KEY,
+    CompatStream,
+    ServiceError,
+    compat_status,
+    native_complete,
+    native_event,
+    native_payload,
+    new_request_id,
+)
+from qwen_ci.sandbox import KernelPool, Limits
+from qwen_ci.sandbox.isolation import IsolationChoice
+
+SSE_TYPE = "text/event-stream;charset=UTF-8"
+
+
+@dataclass
+class EmulatorConfig:
+    """Settings of one emulator instance.
+
+    Example:
+        >>> from qwen_ci.emulator import EmulatorConfig
+        >>> EmulatorConfig(api_key="sk-test", pool_size=1).pool_size
+        1
+    """
+
+    api_key: str | None = None
+    """When set, requests must send ``Authorization: Bearer <api_key>``."""
+    model: Model | None = None
+    """The model; default: the scripted model, or the ``script`` scenarios."""
+    script: str | Path | None = None
+    """A YAML/JSON scenario file (see :mod:`qwen_ci.emulator.script`)."""
+    pool_size: int = 2
+    limits: Limits = field(default_factory=Limits)
+    isolation: IsolationChoice = "auto"
+    frame_delay: float = 0.0
+    """Seconds between frames (0: as fast as possible)."""
+    max_runs: int = 8
+    """Code runs per request at most."""
+
+    def build_model(self) -> Model:
+        """The model this configuration asks for."""
+        if self.model is not None:
+            return self.model
+        if self.script is not None:
+            from qwen_ci.emulator.script import load_script
+
+            return load_script(self.script)
+        return ScriptedModel()
+
+
+class _EventStream(StreamingResponse):
+    """A streaming response that stops generating (and frees the sandbox) when the
+    client goes away, even during a silent code run."""
+
+    def __init__(self, body: AsyncIterator[bytes], headers: dict[str, str]) -> None:
+        super().__init__(body, status_code=200, headers=headers, media_type=SSE_TYPE)
+        self._body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with anyio.create_task_group() as group:
+
+            async def watch() -> None:
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        group.cancel_scope.cancel()
+                        return
+
+            group.start_soon(watch)
+            try:
+                await send({"type": "http.response.start", "status": self.status_code,
+                            "headers": self.raw_headers})
+                async for chunk in self._body:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            except OSError:  # the client disconnected while we were writing
+                pass
+            finally:
+                with anyio.CancelScope(shield=True):
+                    aclose = getattr(self._body, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+                group.cancel_scope.cancel()
+
+
+def _is_sse(request: Request) -> bool:
+    if request.headers.get("x-dashscope-sse", "").lower() == "enable":
+        return True
+    return "text/event-stream" in request.headers.get("accept", "")
+
+
+def _check_key(request: Request, api_key: str | None) -> None:
+    if api_key is None:
+        return
+    sent = request.headers.get("authorization", "")
+    token = sent[7:].strip() if sent.lower().startswith("bearer ") else ""
+    if not hmac.compare_digest(token.encode(), api_key.encode()):
+        raise INVALID_API_KEY
+
+
+async def _faulty(
+    chunks: AsyncGenerator[bytes, None], faults: Faults, error_chunk: Callable[[int], bytes]
+) -> AsyncGenerator[bytes, None]:
+    """Apply ``slow``, ``cut-after`` and ``error-after`` to a stream of chunks."""
+    sent = 0
+    async with contextlib.aclosing(chunks):
+        async for chunk in chunks:
+            if faults.slow:
+                await asyncio.sleep(faults.slow)
+            if faults.cut_after is not None and sent >= faults.cut_after:
+                return
+            if faults.error_after is not None and sent >= faults.error_after:
+                yield error_chunk(sent)
+                return
+            sent += 1
+            yield chunk
+
+
+class _Handlers:
+    """Route handlers sharing the engine and the configuration."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.model = config.build_model()
+        self.pool: KernelPool | None = None
+        self.engine: Engine | None = None
+
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            raise RuntimeError("The emulator is not started (lifespan did not run).")
+        return self.engine
+
+    # ------------------------------------------------------------------ native
+
+    async def native(self, request: Request, endpoint: Endpoint) -> Response:
+        request_id = new_request_id()
+        stream = _is_sse(request)
+        try:
+            _check_key(request, self.config.api_key)
+            faults = parse_faults(request.headers.get(HEADER))
+            if faults.before is not None:
+                raise faults.before
+            body = load_body(await request.body())
+            parsed = parse_native(body, endpoint, stream)
+        except ServiceError as error:
+            return self._native_error(error, request_id, stream)
+        headers = {"x-request-id": request_id, "cache-control": "no-cache"}
+        if not parsed.stream:
+            text, _, last = await self._collect(parsed)
+            return JSONResponse(
+                native_complete(text, last, request_id, multimodal=parsed.multimodal),
+                headers=headers,
+            )
+
+        def error_chunk(sent: int) -> bytes:
+            return native_event(INTERNAL_ERROR.native_body(request_id), sent + 1,
+                                status=INTERNAL_ERROR.status, event="error")
+
+        chunks = _faulty(self._native_chunks(parsed, request_id), faults, error_chunk)
+        return _EventStream(chunks, headers)
+
+    async def _native_chunks(
+        self, parsed: Parsed, request_id: str
+    ) -> AsyncGenerator[bytes, None]:
+        gen = parsed.generation
+        content = reasoning = ""
+        index = 0
+        async with contextlib.aclosing(self._engine().frames(gen)) as frames:
+            async for frame in frames:
+                if not parsed.incremental:
+                    content += frame.content
+                    reasoning += frame.reasoning
+                    frame = Frame(reasoning, content, frame.codes, frame.finish,
+                                  frame.input_tokens, frame.output_tokens,
+                                  frame.reasoning_tokens)
+                index += 1
+                payload = native_payload(frame, request_id, thinking=gen.thinking,
+                                         multimodal=parsed.multimodal)
+                yield native_event(payload, index)
+
+    @staticmethod
+    def _native_error(error: ServiceError, request_id: str, stream: bool) -> Response:
+        headers = {"x-request-id": request_id}
+        if stream and error.sse:
+            event = native_event(error.native_body(request_id), 1, status=error.status,
+                                 event="error")
+            return Response(event, status_code=200, headers=headers, media_type=SSE_TYPE)
+        return JSONResponse(error.native_body(request_id), status_code=error.status,
+                            headers=headers)
+
+    async def _collect(self, parsed: Parsed) -> tuple[str, str, Frame]:
+        text: list[str] = []
+        reasoning: list[str] = []
+        last = Frame()
+        async with contextlib.aclosing(self._engine().frames(parsed.generation)) as frames:
+            async for frame in frames:
+                text.append(frame.content)
+                reasoning.append(frame.reasoning)
+                last = frame
+        return "".join(text), "".join(reasoning), last
+
+    async def text_generation(self, request: Request) -> Response:
+        return await self.native(request, "text")
+
+    async def multimodal_generation(self, request: Request) -> Response:
+        return await self.native(request, "multimodal")
+
+    # ------------------------------------------------------------------ compatible
+
+    async def chat_completions(self, request: Request) -> Response:
+        request_id = new_request_id()
+        try:
+            _check_key(request, self.config.api_key)
+            faults = parse_faults(request.headers.get(HEADER))
+            if faults.before is not None:
+                raise faults.before
+            parsed = parse_compatible(load_body(await request.body()))
+        except ServiceError as error:
+            return JSONResponse(error.compat_body(request_id), status_code=compat_status(error),
+                                headers={"x-request-id": request_id})
+        gen = parsed.generation
+        renderer = CompatStream(gen.model, gen.thinking, parsed.include_usage)
+        headers = {"x-request-id": request_id, "cache-control": "no-cache"}
+        if not parsed.stream:
+            text, reasoning, last = await self._collect(parsed)
+            return JSONResponse(renderer.complete(text, reasoning, last), headers=headers)
+
+        def error_chunk(sent: int) -> bytes:
+            return renderer.error(INTERNAL_ERROR, request_id)
+
+        chunks = _faulty(self._compat_chunks(parsed, renderer), faults, error_chunk)
+        return _EventStream(chunks, headers)
+
+    async def _compat_chunks(
+        self, parsed: Parsed, renderer: CompatStream
+    ) -> AsyncGenerator[bytes, None]:
+        yield renderer.first()
+        async with contextlib.aclosing(self._engine().frames(parsed.generation)) as frames:
+            async for frame in frames:
+                if frame.finish is not None:
+                    for chunk in renderer.last(frame):
+                        yield chunk
+                    return
+                piece = renderer.delta(frame)
+                if piece is not None:
+                    yield piece
+
+    # ------------------------------------------------------------------ misc
+
+    async def health(self, request: Request) -> Response:
+        pool = self.pool
+        return JSONResponse({
+            "status": "ok",
+            "model": getattr(self.model, "name", type(self.model).__name__),
+            "isolation": pool.isolation.mode if pool and pool.isolation else None,
+            "warm_kernels": pool.warm if pool else 0,
+        })
+
+
+def create_app(config: EmulatorConfig | None = None) -> Starlette:
+    """The emulator as an ASGI app (the kernel pool starts with the app's lifespan).
+
+    Example:
+        >>> from qwen_ci.emulator import EmulatorConfig, create_app
+        >>> app = create_app(EmulatorConfig(pool_size=0))
+        >>> sorted(route.path for route in app.routes)[0]
+        '/api/v1/services/aigc/multimodal-generation/generation'
+    """
+    config = config or EmulatorConfig()
+    handlers = _Handlers(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool = KernelPool(config.pool_size, config.limits, config.isolation)
+        await pool.start()
+        handlers.pool = pool
+        handlers.engine = Engine(handlers.model, pool, frame_delay=config.frame_delay,
+                                 max_runs=config.max_runs)
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    routes = [
+        Route(NATIVE_PATHS["text"], handlers.text_generation, methods=["POST"]),
+        Route(NATIVE_PATHS["multimodal"], handlers.multimodal_generation, methods=["POST"]),
+        Route(COMPATIBLE_PATH, handlers.chat_completions, methods=["POST"]),
+        Route("/health", handlers.health, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.config = config
+    return app

@@ -1,0 +1,350 @@
+"""Rounds of model output and code runs -> protocol-neutral frames with usage.
+
+Token counts are the emulator's own estimate (a simple rule, not Qwen's tokenizer):
+each CJK character, each number of up to six digits, each word (per six letters) and
+each other symbol counts as one token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from qwen_ci.emulator.model import Answer, Message, Model, Run, RunCode, Thinking, Turn
+from qwen_ci.sandbox.limits import ExecutionResult
+
+_CJK = "\u3400-\u9fff\uf900-\ufaff"
+_TOKEN = re.compile(rf"[{_CJK}]{{1,2}}|\d{{1,6}}|[^\W\d_{_CJK}]+|\s+|.", re.DOTALL)
+_CI_PROMPT_TOKENS = 262  # the service's hidden instructions for the code interpreter
+_PROMPT_TOKENS = 8
+_MESSAGE_TOKENS = 4
+_RESULT_WRAPPER_TOKENS = 16
+_TOOL_CALL_TOKENS = 12
+
+
+def estimate_tokens(text: str) -> int:
+    """The emulator's token estimate for ``text``."""
+    count = 0
+    for token in _TOKEN.findall(text):
+        if token.isspace():
+            continue
+        if token[0].isalpha() and not re.match(rf"[{_CJK}]", token):
+            count += math.ceil(len(token) / 6)
+        else:
+            count += 1
+    return count
+
+
+def split_text(text: str, per_piece: int = 2) -> list[str]:
+    """Cut ``text`` into small streaming pieces (``"".join`` gives ``text`` back)."""
+    pieces: list[str] = []
+    current = ""
+    words = 0
+    for token in _TOKEN.findall(text):
+        current += token
+        if not token.isspace():
+            words += 1
+        if words >= per_piece and not token.isspace():
+            pieces.append(current)
+            current, words = "", 0
+    if current:
+        if pieces and current.isspace():
+            pieces[-1] += current
+        else:
+            pieces.append(current)
+    return pieces
+
+
+def prompt_tokens(messages: Sequence[Message], code_interpreter: bool) -> int:
+    """Estimated input tokens of the first round."""
+    base = _CI_PROMPT_TOKENS if code_interpreter else _PROMPT_TOKENS
+    return base + sum(_MESSAGE_TOKENS + estimate_tokens(m.text) for m in messages)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One protocol-neutral frame: deltas, the ``tool_info`` snapshot, running usage.
+
+    Example:
+        >>> Frame(content="hi", input_tokens=10, output_tokens=1).total_tokens
+        11
+    """
+
+    reasoning: str = ""
+    content: str = ""
+    codes: tuple[str, ...] | None = None
+    finish: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """What one request asks for, independent of the protocol.
+
+    Example:
+        >>> Generation("qwen3-max", (Message("user", "hi"),), stop=("you",)).stop
+        ('you',)
+    """
+
+    model: str
+    messages: tuple[Message, ...]
+    code_interpreter: bool = True
+    thinking: bool = True
+    max_tokens: int | None = None
+    thinking_budget: int | None = None
+    stop: tuple[str, ...] = ()
+    options: dict[str, object] = field(default_factory=dict)
+
+
+class SandboxSessionLike(Protocol):
+    """The per-request interpreter the engine runs code in.
+
+    Example:
+        >>> from qwen_ci.sandbox import KernelPool
+        >>> isinstance(KernelPool(size=0).session().close, object)
+        True
+    """
+
+    async def run(self, code: str) -> ExecutionResult:
+        """Execute ``code``."""
+        ...
+
+    def close(self) -> None:
+        """Release the interpreter (synchronous)."""
+        ...
+
+
+class SandboxLike(Protocol):
+    """Where sessions come from (a :class:`~qwen_ci.sandbox.KernelPool`).
+
+    Example:
+        >>> from qwen_ci.sandbox import KernelPool
+        >>> sandbox: SandboxLike = KernelPool(size=0)
+    """
+
+    def session(self) -> SandboxSessionLike:
+        """A session for one request."""
+        ...
+
+
+class _State:
+    """Running counters of one request."""
+
+    def __init__(self, input_tokens: int) -> None:
+        self.input = input_tokens
+        self.output = 0
+        self.reasoning = 0
+        self.round_output = 0
+        self.codes: list[str] | None = None
+        self.answer = ""
+        self.pending = ""  # answer text held back: it may begin a stop sequence
+
+    def frame(self, **deltas: str) -> Frame:
+        return Frame(
+            reasoning=deltas.get("reasoning", ""),
+            content=deltas.get("content", ""),
+            codes=tuple(self.codes) if self.codes is not None else None,
+            input_tokens=self.input,
+            output_tokens=self.output,
+            reasoning_tokens=self.reasoning,
+        )
+
+    def spend(self, tokens: int, *, reasoning: bool = False) -> None:
+        self.output += tokens
+        self.round_output += tokens
+        if reasoning:
+            self.reasoning += tokens
+
+
+class Engine:
+    """Drives a :class:`~qwen_ci.emulator.model.Model` and the sandbox for one request.
+
+    Example:
+        >>> import asyncio
+        >>> from qwen_ci.emulator import Engine, ScriptedModel
+        >>> from qwen_ci.emulator.engine import Generation
+        >>> from qwen_ci.emulator.model import Message
+        >>> async def main() -> str:
+        ...     engine = Engine(ScriptedModel(), sandbox=None)
+        ...     frames = [f async for f in engine.frames(
+        ...         Generation("qwen3-max", (Message("user", "Hello"),)))]
+        ...     return frames[-1].finish or ""
+        >>> asyncio.run(main())
+        'stop'
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        sandbox: SandboxLike | None,
+        *,
+        frame_delay: float = 0.0,
+        max_runs: int = 8,
+    ) -> None:
+        self.model = model
+        self.sandbox = sandbox
+        self.frame_delay = frame_delay
+        self.max_runs = max_runs
+
+    async def _pace(self) -> None:
+        if self.frame_delay > 0:
+            await asyncio.sleep(self.frame_delay)
+
+    async def frames(self, gen: Generation) -> AsyncGenerator[Frame, None]:
+        """The frames of ``gen``; code runs happen between frames (silently)."""
+        state = _State(prompt_tokens(gen.messages, gen.code_interpreter))
+        session: SandboxSessionLike | None = None
+        runs: list[Run] = []
+        finish = "stop"
+        try:
+            while True:
+                turn = Turn(gen.model, gen.messages, tuple(runs), gen.code_interpreter,
+                            gen.thinking, dict(gen.options))
+                code: str | None = None
+                stopped = False
+                async for piece in self.model.turn(turn):
+                    if isinstance(piece, RunCode):
+                        code = piece.code
+                        break
+                    if isinstance(piece, Thinking):
+                        for frame in self._thinking(state, gen, piece.text):
+                            await self._pace()
+                            yield frame
+                    elif isinstance(piece, Answer):
+                        frames, reason = self._answer(state, gen, piece.text)
+                        for frame in frames:
+                            await self._pace()
+                            yield frame
+                        if reason is not None:
+                            finish, stopped = reason, True
+                            break
+                if stopped or code is None or not gen.code_interpreter:
+                    if not stopped and state.pending:
+                        frames, reason = self._emit(state, gen, state.pending)
+                        state.pending = ""
+                        for frame in frames:
+                            await self._pace()
+                            yield frame
+                        finish = reason or finish
+                    break
+                if len(runs) >= self.max_runs:
+                    break
+                for frame in self._announce(state, code):
+                    await self._pace()
+                    yield frame
+                if session is None and self.sandbox is not None:
+                    session = self.sandbox.session()
+                result = await self._run(session, code)
+                runs.append(Run(code, result))
+                state.input += (
+                    state.round_output + estimate_tokens(result.feedback())
+                    + _RESULT_WRAPPER_TOKENS
+                )
+                state.round_output = 0
+            final = replace(state.frame(), finish=finish)
+            await self._pace()
+            yield final
+        finally:
+            if session is not None:
+                session.close()
+
+    @staticmethod
+    async def _run(session: SandboxSessionLike | None, code: str) -> ExecutionResult:
+        if session is None:
+            return ExecutionResult("crashed", error="The emulator has no sandbox.", reset=True)
+        try:
+            return await session.run(code)
+        except Exception as exc:  # a kernel that cannot start is a result, not a 500
+            return ExecutionResult(
+                "crashed", error=f"The sandbox could not run the code: {exc}", reset=True
+            )
+
+    def _thinking(self, state: _State, gen: Generation, text: str) -> list[Frame]:
+        if not gen.thinking:
+            return []
+        frames: list[Frame] = []
+        for piece in split_text(text):
+            tokens = estimate_tokens(piece)
+            if gen.thinking_budget is not None and state.reasoning + tokens > gen.thinking_budget:
+                break
+            state.spend(tokens, reasoning=True)
+            frames.append(state.frame(reasoning=piece))
+        return frames
+
+    def _answer(
+        self, state: _State, gen: Generation, text: str
+    ) -> tuple[list[Frame], str | None]:
+        """Frames of answer text; honours stop sequences (never sent) and max_tokens."""
+        frames: list[Frame] = []
+        for piece in split_text(text):
+            text = state.pending + piece
+            state.pending = ""
+            found = [i for i in (text.find(s) for s in gen.stop) if i >= 0]
+            if found:
+                emitted, reason = self._emit(state, gen, text[: min(found)])
+                return frames + emitted, reason or "stop"
+            keep = _stop_prefix(text, gen.stop)
+            emitted, reason = self._emit(state, gen, text[: len(text) - keep])
+            frames += emitted
+            if reason is not None:
+                return frames, reason
+            state.pending = text[len(text) - keep :]
+        return frames, None
+
+    @staticmethod
+    def _emit(state: _State, gen: Generation, text: str) -> tuple[list[Frame], str | None]:
+        """One content frame for ``text`` unless it would pass ``max_tokens``."""
+        if not text:
+            return [], None
+        tokens = estimate_tokens(text)
+        if gen.max_tokens is not None and estimate_tokens(state.answer) + tokens > gen.max_tokens:
+            return [], "length"
+        state.spend(tokens)
+        state.answer += text
+        return [state.frame(content=text)], None
+
+    @staticmethod
+    def _announce(state: _State, code: str) -> list[Frame]:
+        """Frames of the model writing the tool call, ending with the run in tool_info.
+
+        As recorded: a few frames with no text while the code's tokens are generated,
+        then the run appears in ``tool_info`` (with ``plugins.code_interpreter.count``).
+        A run after the first appears with empty code first, then filled in.
+        """
+        frames: list[Frame] = []
+        if state.codes is not None:
+            state.codes.append("")
+            frames.append(state.frame())
+        tokens = estimate_tokens(code) + _TOOL_CALL_TOKENS
+        steps = max(2, min(5, tokens // 4))
+        for index in range(steps):
+            state.spend(tokens // steps + (1 if index < tokens % steps else 0))
+            frames.append(state.frame())
+        if state.codes is None:
+            state.codes = [code]
+        else:
+            state.codes[-1] = code
+        frames.append(state.frame())
+        return frames
+
+
+def _stop_prefix(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest end of ``text`` that begins some stop sequence."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:size]):
+                longest = size
+                break
+    return longest

@@ -1,0 +1,244 @@
+"""Request bodies of both protocols -> a :class:`Generation`, or the service's error.
+
+The checks and messages are the real service's where they are known (PROTOCOL.md,
+section 5); where they are not, the message starts with ``qwen-ci emulator:``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from qwen_ci.config import MODEL_PATTERNS, MODELS, Endpoint, model_info
+from qwen_ci.emulator.engine import Generation
+from qwen_ci.emulator.model import Message, Role
+from qwen_ci.emulator.wire import (
+    URL_ERROR,
+    ServiceError,
+    emulator_invalid,
+    invalid_parameter,
+    model_not_found,
+)
+
+MISSING = "Required parameter(s) missing or invalid, please check the request parameters."
+BAD_MESSAGES = "Role must be user or assistant and Content length must be greater than 0"
+NOT_STREAMING = "parameter.enable_thinking must be set to false for non-streaming calls"
+NOT_INCREMENTAL = 'The incremental_output parameter must be "true" when enable_thinking is true'
+JSON_MODE = "Json mode response is not supported when enable_thinking is true"
+_JSON_FORMATS = ("json_object", "json_schema")
+_ROLES: tuple[Role, ...] = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A valid request: what to generate and how to send it.
+
+    Example:
+        >>> body = {"model": "qwen3-max", "messages": [{"role": "user", "content": "hi"}],
+        ...         "stream": True}
+        >>> parse_compatible(body).generation.messages[0].text
+        'hi'
+    """
+
+    generation: Generation
+    stream: bool
+    incremental: bool = True
+    multimodal: bool = False
+    include_usage: bool = True
+
+
+def known_model(model: str) -> bool:
+    """True for models in the core's model table (exact names or family patterns)."""
+    return model in MODELS or any(re.fullmatch(p, model) for p, _ in MODEL_PATTERNS)
+
+
+def load_body(raw: bytes) -> dict[str, Any]:
+    """The JSON object of a request body, or the service's 400."""
+    try:
+        body = json.loads(raw.decode("utf-8-sig") or "null")
+    except ValueError:
+        raise invalid_parameter(MISSING) from None
+    if not isinstance(body, dict):
+        raise invalid_parameter(MISSING)
+    return body
+
+
+def _text_of(content: Any) -> str | None:
+    """Text of a message's content in either protocol's shape; None when malformed."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return None
+    texts: list[str] = []
+    for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, Mapping):
+            if isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif any(key in part for key in ("image", "image_url", "video", "audio")):
+                texts.append("[image]")
+            else:
+                return None
+        else:
+            return None
+    return "".join(texts)
+
+
+def _messages(raw: Any) -> tuple[Message, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise invalid_parameter(BAD_MESSAGES)
+    messages: list[Message] = []
+    for item in raw:
+        if not isinstance(item, Mapping):
+            raise invalid_parameter(BAD_MESSAGES)
+        role = item.get("role")
+        text = _text_of(item.get("content", ""))
+        if role not in _ROLES or text is None:
+            raise invalid_parameter(BAD_MESSAGES)
+        if role == "user" and not text.strip():
+            raise invalid_parameter(BAD_MESSAGES)
+        messages.append(Message(role, text))
+    if not any(m.role == "user" for m in messages):
+        raise invalid_parameter(BAD_MESSAGES)
+    return tuple(messages)
+
+
+def _model(body: Mapping[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise invalid_parameter(MISSING)
+    if not known_model(model):
+        raise model_not_found(model)
+    return model
+
+
+def _stop(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,) if value else ()
+    if isinstance(value, list):
+        # token-id stops ([[37763, 367]]) cannot apply to the emulator's text: ignored
+        return tuple(s for s in value if isinstance(s, str) and s)
+    return ()
+
+
+def _positive(name: str, value: Any, maximum: int | None = None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or (
+        maximum is not None and value > maximum
+    ):
+        if name == "thinking_budget":
+            raise invalid_parameter(
+                "The thinking_budget parameter must be a positive integer and not greater "
+                f"than {maximum}"
+            )
+        raise emulator_invalid(f"{name} must be a positive integer (got {value!r}).")
+    return value
+
+
+def _common(model: str, options: Mapping[str, Any], stream: bool) -> tuple[bool, bool]:
+    """Checks shared by both protocols; returns (thinking, code_interpreter)."""
+    thinking = options.get("enable_thinking") is True
+    code_interpreter = options.get("enable_code_interpreter") is True
+    info = model_info(model)
+    if thinking and not stream:
+        raise invalid_parameter(NOT_STREAMING)
+    response_format = options.get("response_format")
+    if (
+        thinking
+        and isinstance(response_format, Mapping)
+        and response_format.get("type") in _JSON_FORMATS
+    ):
+        raise invalid_parameter(JSON_MODE)
+    if code_interpreter:
+        if options.get("tools"):
+            raise emulator_invalid(
+                "enable_code_interpreter cannot be combined with tools (function calling); "
+                "the real service rejects this too, with a message the emulator does not know."
+            )
+        if not thinking:
+            raise emulator_invalid(
+                "enable_code_interpreter needs enable_thinking=true (the real service "
+                "requires thinking mode; its exact message is unknown)."
+            )
+        if not info.code_interpreter:
+            raise emulator_invalid(f"the model {model} does not support the code interpreter.")
+    return thinking, code_interpreter
+
+
+def _budget(model: str, value: Any) -> int | None:
+    info = model_info(model)
+    return _positive("thinking_budget", value, info.max_thinking_tokens or info.max_output_tokens)
+
+
+def parse_native(body: Mapping[str, Any], endpoint: Endpoint, stream: bool) -> Parsed:
+    """Validate a native request sent to the ``endpoint`` generation path."""
+    model = _model(body)
+    if model_info(model).endpoint != endpoint:
+        raise URL_ERROR
+    source = body.get("input")
+    if not isinstance(source, Mapping):
+        raise invalid_parameter(MISSING)
+    if "messages" in source:
+        messages = _messages(source.get("messages"))
+    elif isinstance(source.get("prompt"), str) and source["prompt"].strip():
+        messages = (Message("user", source["prompt"]),)
+    else:
+        raise invalid_parameter(MISSING)
+    params = body.get("parameters") or {}
+    if not isinstance(params, Mapping):
+        raise invalid_parameter(MISSING)
+    thinking, code_interpreter = _common(model, params, stream)
+    incremental = params.get("incremental_output") is True
+    if thinking and not incremental:
+        raise invalid_parameter(NOT_INCREMENTAL)
+    result_format = params.get("result_format")
+    if thinking and result_format not in (None, "message"):
+        raise emulator_invalid(
+            f"thinking mode needs result_format 'message' (got {result_format!r}); the real "
+            "service's message for this is unknown."
+        )
+    generation = Generation(
+        model=model,
+        messages=messages,
+        code_interpreter=code_interpreter,
+        thinking=thinking,
+        max_tokens=_positive("max_tokens", params.get("max_tokens")),
+        thinking_budget=_budget(model, params.get("thinking_budget")),
+        stop=_stop(params.get("stop")),
+        options={k: v for k, v in params.items() if k in ("temperature", "top_p", "seed")},
+    )
+    return Parsed(generation, stream, incremental, endpoint == "multimodal")
+
+
+def parse_compatible(body: Mapping[str, Any]) -> Parsed:
+    """Validate a compatible-mode chat completion request."""
+    model = _model(body)
+    if "messages" not in body:
+        raise invalid_parameter(MISSING)
+    messages = _messages(body.get("messages"))
+    stream = body.get("stream") is True
+    thinking, code_interpreter = _common(model, body, stream)
+    stream_options = body.get("stream_options")
+    include_usage = isinstance(stream_options, Mapping) and stream_options.get(
+        "include_usage"
+    ) is True
+    generation = Generation(
+        model=model,
+        messages=messages,
+        code_interpreter=code_interpreter,
+        thinking=thinking,
+        max_tokens=_positive("max_tokens", body.get("max_tokens")),
+        thinking_budget=_budget(model, body.get("thinking_budget")),
+        stop=_stop(body.get("stop")),
+        options={k: v for k, v in body.items() if k in ("temperature", "top_p", "seed")},
+    )
+    return Parsed(generation, stream, True, False, include_usage)
+
+
+__all__ = ["Parsed", "ServiceError", "known_model", "load_body", "parse_compatible",
+           "parse_native"]
