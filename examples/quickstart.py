@@ -1,18 +1,23 @@
 """Quickstart: ask Qwen a question it answers by running Python, and show every step.
 
-    DASHSCOPE_API_KEY=sk-... python examples/quickstart.py ["your question"]
+    python examples/quickstart.py ["your question"]             # offline: local emulator
+    DASHSCOPE_API_KEY=sk-... python examples/quickstart.py      # the hosted service
     python examples/quickstart.py --base-url http://127.0.0.1:8765 "2**100?"
 
-With a key it calls the hosted service (region cn-beijing unless DASHSCOPE_BASE_URL or
---base-url says otherwise). The thinking is printed dimmed, each executed code block as
-it becomes final, then the answer and the token usage.
+Without a key it starts the local emulator in-process (a deterministic scripted model
+that really runs its code in a sandbox); with a key it calls the hosted service (region
+cn-beijing unless DASHSCOPE_BASE_URL or --base-url says otherwise). The thinking is
+printed dimmed, each executed code block as it becomes final, then the answer and the
+token usage. It says which backend it used.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 
 from langchain_core.messages import AIMessageChunk
 
@@ -23,6 +28,21 @@ COLOR = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 DIM, BOLD, RESET = ("\033[2m", "\033[1m", "\033[0m") if COLOR else ("", "", "")
 
 
+@contextlib.contextmanager
+def backend(base_url: str | None, region: str) -> Iterator[dict[str, str | None]]:
+    """Settings for the model: hosted service with a key, else the local emulator."""
+    if os.environ.get("DASHSCOPE_API_KEY") or base_url:
+        where = base_url or os.environ.get("DASHSCOPE_BASE_URL") or f"region {region}"
+        print(f"backend: DashScope service ({where})")
+        yield {"base_url": base_url, "region": region}
+        return
+    from qwen_ci.emulator import Emulator
+
+    with Emulator() as emulator:
+        print(f"backend: local emulator at {emulator.base_url} (no DASHSCOPE_API_KEY set)")
+        yield {"base_url": emulator.base_url, "api_key": "emulator"}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("question", nargs="?", default="123的21次方是多少？")
@@ -30,18 +50,17 @@ def main() -> int:
     parser.add_argument("--region", default="cn-beijing")
     parser.add_argument("--model", default="qwen3-max-preview")
     args = parser.parse_args()
-    if not os.environ.get("DASHSCOPE_API_KEY"):
-        print(
-            "Set DASHSCOPE_API_KEY to a DashScope key of your region (Model Studio console) "
-            "to run this demo against the hosted service.",
-            file=sys.stderr,
-        )
-        return 1
-    llm = ChatQwenCodeInterpreter(model=args.model, base_url=args.base_url, region=args.region)
-    print(f"{BOLD}Q:{RESET} {args.question}")
+    with backend(args.base_url, args.region) as settings:
+        llm = ChatQwenCodeInterpreter(model=args.model, **settings)  # type: ignore[arg-type]
+        return ask(llm, args.question)
+
+
+def ask(llm: ChatQwenCodeInterpreter, question: str) -> int:
+    """Stream one answer, showing thinking, code and answer; then the usage."""
+    print(f"{BOLD}Q:{RESET} {question}")
     total: AIMessageChunk | None = None
     try:
-        for chunk in llm.stream(args.question):
+        for chunk in llm.stream(question):
             total = chunk if total is None else total + chunk
             if thinking := chunk.additional_kwargs.get("reasoning_content"):
                 print(f"{DIM}{thinking}{RESET}", end="", flush=True)

@@ -13,7 +13,7 @@ from langchain_core.load import dumpd, dumps
 from langchain_qwen_ci import ChatQwenCodeInterpreter
 from qwen_ci import Client, Options, QwenCIError, build, collect
 from qwen_ci.session import Session
-from tests.replay import Reply, ReplayServer, closed_port_url, compat_stream, native_stream
+from tests.replay import ReplayServer, Reply, closed_port_url, compat_stream, native_stream
 
 CANARY = "sk-canary-7f3a9c1e5b"
 AUTH_FAILURE = json.dumps({"code": "InvalidApiKey", "message": "Invalid API-key provided.",
