@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install bwrap test lint demo format clean
+.PHONY: install bwrap test lint demo bench format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ lint: install
 
 demo: install
 	$(PY) examples/quickstart.py
+
+# benchmark-only dependencies (langchain-openai, llama-index-llms-openai-like, matplotlib)
+bench: install
+	$(PY) -m pip install -q -r benchmarks/requirements.txt
+	$(PY) benchmarks/run.py
 
 format: install
 	$(VENV)/bin/ruff check --fix .
