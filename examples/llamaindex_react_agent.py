@@ -5,26 +5,21 @@
 
 Function calling cannot be combined with the interpreter, so FunctionAgent is refused;
 ReActAgent describes tools in the prompt and parses the model's text, which works.
-Without a key it says what to set and exits.
+Without a key (and without --base-url) it runs against the local emulator, offline.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 
+from _backend import backend
 from llama_index.core.agent.workflow import ReActAgent
 from llama_index.core.tools import FunctionTool
 
 from llamaindex_qwen_ci import QwenCodeInterpreter
 from qwen_ci import QwenCIError
-
-NO_KEY = (
-    "DASHSCOPE_API_KEY is not set: create a key in the Model Studio console of your region "
-    "and export it (or pass --base-url to a compatible server) to run this example."
-)
 
 
 def exchange_rate(currency: str) -> str:
@@ -49,15 +44,13 @@ def main() -> int:
     parser.add_argument("--base-url", default=None, help="service root (default: region host)")
     parser.add_argument("--model", default="qwen3-max-preview")
     args = parser.parse_args()
-    if not os.environ.get("DASHSCOPE_API_KEY"):
-        print(NO_KEY, file=sys.stderr)
-        return 0
-    llm = QwenCodeInterpreter(model=args.model, base_url=args.base_url)
-    try:
-        asyncio.run(ask(llm, args.question))
-    except QwenCIError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    with backend(args.base_url, None) as settings:
+        llm = QwenCodeInterpreter(model=args.model, **settings)
+        try:
+            asyncio.run(ask(llm, args.question))
+        except QwenCIError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -3,7 +3,7 @@
     DASHSCOPE_API_KEY=sk-... python examples/llamaindex_stream.py ["your question"]
     DASHSCOPE_API_KEY=sk-... python examples/llamaindex_stream.py --base-url http://127.0.0.1:8765
 
-Without a key it says what to set and exits.
+Without a key (and without --base-url) it runs against the local emulator, offline.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 
+from _backend import backend
 from llama_index.core.llms import ChatMessage
 
 from llamaindex_qwen_ci import QwenCodeInterpreter
@@ -32,30 +33,28 @@ def main() -> int:
     parser.add_argument("--region", default="cn-beijing")
     parser.add_argument("--model", default="qwen3-max-preview")
     args = parser.parse_args()
-    if not os.environ.get("DASHSCOPE_API_KEY"):
-        print(NO_KEY, file=sys.stderr)
-        return 0
-    llm = QwenCodeInterpreter(model=args.model, base_url=args.base_url, region=args.region)
-    last = None
-    try:
-        for chunk in llm.stream_chat([ChatMessage(role="user", content=args.question)]):
-            last = chunk
-            if thinking := chunk.additional_kwargs.get("thinking_delta"):
-                print(f"{DIM}{thinking}{RESET}", end="", flush=True)
-            for run in chunk.additional_kwargs.get("tool_info_delta", []):
-                print(f"\n{BOLD}[code executed]{RESET}\n{run['code_interpreter']['code']}\n")
-            print(chunk.delta or "", end="", flush=True)
-    except QwenCIError as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
-        return 1
-    print()
-    if last is not None:  # the last chunk is the complete response, usage included
-        usage = last.additional_kwargs
-        print(
-            f"{DIM}tokens: total {usage.get('total_tokens')}, reasoning "
-            f"{usage.get('reasoning_tokens')}; code runs: "
-            f"{len(last.message.additional_kwargs['tool_info'])}{RESET}"
-        )
+    with backend(args.base_url, args.region) as settings:
+        llm = QwenCodeInterpreter(model=args.model, **settings)
+        last = None
+        try:
+            for chunk in llm.stream_chat([ChatMessage(role="user", content=args.question)]):
+                last = chunk
+                if thinking := chunk.additional_kwargs.get("thinking_delta"):
+                    print(f"{DIM}{thinking}{RESET}", end="", flush=True)
+                for run in chunk.additional_kwargs.get("tool_info_delta", []):
+                    print(f"\n{BOLD}[code executed]{RESET}\n{run['code_interpreter']['code']}\n")
+                print(chunk.delta or "", end="", flush=True)
+        except QwenCIError as exc:
+            print(f"\nerror: {exc}", file=sys.stderr)
+            return 1
+        print()
+        if last is not None:  # the last chunk is the complete response, usage included
+            usage = last.additional_kwargs
+            print(
+                f"{DIM}tokens: total {usage.get('total_tokens')}, reasoning "
+                f"{usage.get('reasoning_tokens')}; code runs: "
+                f"{len(last.message.additional_kwargs['tool_info'])}{RESET}"
+            )
     return 0
 
 

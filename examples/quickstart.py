@@ -14,11 +14,10 @@ token usage. It says which backend it used.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-from collections.abc import Iterator
 
+from _backend import backend
 from langchain_core.messages import AIMessageChunk
 
 from langchain_qwen_ci import ChatQwenCodeInterpreter
@@ -26,21 +25,6 @@ from qwen_ci import QwenCIError
 
 COLOR = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 DIM, BOLD, RESET = ("\033[2m", "\033[1m", "\033[0m") if COLOR else ("", "", "")
-
-
-@contextlib.contextmanager
-def backend(base_url: str | None, region: str) -> Iterator[dict[str, str | None]]:
-    """Settings for the model: hosted service with a key, else the local emulator."""
-    if os.environ.get("DASHSCOPE_API_KEY") or base_url:
-        where = base_url or os.environ.get("DASHSCOPE_BASE_URL") or f"region {region}"
-        print(f"backend: DashScope service ({where})")
-        yield {"base_url": base_url, "region": region}
-        return
-    from qwen_ci.emulator import Emulator
-
-    with Emulator() as emulator:
-        print(f"backend: local emulator at {emulator.base_url} (no DASHSCOPE_API_KEY set)")
-        yield {"base_url": emulator.base_url, "api_key": "emulator"}
 
 
 def main() -> int:

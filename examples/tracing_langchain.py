@@ -11,13 +11,11 @@ openinference-instrumentation-langchain
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator
-from typing import Any
 
+from _backend import backend
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from openinference.instrumentation.langchain import LangChainInstrumentor
@@ -26,20 +24,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from langchain_qwen_ci import ChatQwenCodeInterpreter
-
-
-@contextlib.contextmanager
-def backend() -> Iterator[dict[str, Any]]:
-    """The hosted service with a key, else the local emulator."""
-    if os.environ.get("DASHSCOPE_API_KEY"):
-        print("backend: hosted DashScope service")
-        yield {}
-        return
-    from qwen_ci.emulator import Emulator
-
-    with Emulator() as emulator:
-        print(f"backend: local emulator at {emulator.base_url}")
-        yield {"base_url": emulator.base_url, "api_key": "emulator"}
 
 
 def render(span: ReadableSpan) -> str:
@@ -68,7 +52,7 @@ def main() -> int:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     LangChainInstrumentor().instrument(tracer_provider=provider)
-    with backend() as settings:
+    with backend(os.environ.get("DASHSCOPE_BASE_URL")) as settings:
         llm = ChatQwenCodeInterpreter(**settings)
         prompt = ChatPromptTemplate.from_messages([("human", "{question}")])
         chain = prompt | llm | StrOutputParser()

@@ -11,12 +11,10 @@ openinference-instrumentation-llama-index
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from collections.abc import Iterator
-from typing import Any
 
+from _backend import backend
 from llama_index.core.llms import ChatMessage
 from openinference.instrumentation.llama_index import LlamaIndexInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -25,20 +23,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from llamaindex_qwen_ci import QwenCodeInterpreter
 from llamaindex_qwen_ci.tracing import SPAN_EVENT
-
-
-@contextlib.contextmanager
-def backend() -> Iterator[dict[str, Any]]:
-    """The hosted service with a key, else the local emulator."""
-    if os.environ.get("DASHSCOPE_API_KEY"):
-        print("backend: hosted DashScope service")
-        yield {}
-        return
-    from qwen_ci.emulator import Emulator
-
-    with Emulator() as emulator:
-        print(f"backend: local emulator at {emulator.base_url}")
-        yield {"base_url": emulator.base_url, "api_key": "emulator"}
 
 
 def render(span: ReadableSpan) -> str:
@@ -64,7 +48,7 @@ def main() -> int:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     LlamaIndexInstrumentor().instrument(tracer_provider=provider)
-    with backend() as settings:
+    with backend(os.environ.get("DASHSCOPE_BASE_URL")) as settings:
         llm = QwenCodeInterpreter(**settings)
         response = llm.chat([ChatMessage(role="user", content=question)])
         thinking = " ".join(response.message.additional_kwargs["reasoning_content"].split())

@@ -56,3 +56,13 @@ def test_tracing_langchain_example_prints_the_trace() -> None:
     assert "code #0:\n      123**21" in out
     assert "answer: " in out and "77269364466549865653073473388030061522211723" in out
     assert "tokens: prompt" in out and "reasoning" in out
+
+
+def test_tracing_llamaindex_example_prints_code_span_events() -> None:
+    done = run("tracing_llamaindex.py", key=None)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "backend: local emulator" in out
+    assert out.count("code #0:\n      123**21") == 2  # chat and stream_chat spans
+    assert "77269364466549865653073473388030061522211723" in out
+    assert "tokens: prompt" in out
