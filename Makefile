@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install bwrap test lint demo bench format clean
+.PHONY: install bwrap test lint demo bench soak format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ lint: install
 
 demo: install
 	$(PY) examples/quickstart.py
+
+# the long variant of the emulator soak test (make test runs 40 requests)
+soak: install
+	SOAK_REQUESTS=500 $(PY) -m pytest -q tests/reliability/test_emulator_soak.py
 
 # benchmark-only dependencies (langchain-openai, llama-index-llms-openai-like, matplotlib)
 bench: install

@@ -65,3 +65,40 @@ def test_canary_not_in_connection_errors_or_core_objects(caplog: pytest.LogCaptu
         collect(client.stream(request))
     seen(*error_texts(info.value), repr(client), str(client), caplog.text, repr(request))
     seen(repr(Session(api_key=CANARY)))
+
+
+def test_canary_not_in_llamaindex_serialization_or_logs(
+    server: ReplayServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from llama_index.core.llms import ChatMessage
+
+    from llamaindex_qwen_ci import QwenCodeInterpreter
+
+    caplog.set_level(logging.DEBUG)
+    server.queue(Reply(native_stream([{"content": "a", "finish": "stop"}])),
+                 Reply([AUTH_FAILURE], status=401, headers={"Content-Type": "application/json"}))
+    llm = QwenCodeInterpreter(api_key=CANARY, base_url=server.base_url)
+    seen(repr(llm), str(llm), llm.to_dict(), llm.to_json(), llm.model_dump(),
+         llm.model_dump_json(), llm.metadata, repr(llm._get_session()))
+    assert llm.chat([ChatMessage(role="user", content="q")]).message.content == "a"
+    assert server.requests[0].headers["authorization"] == f"Bearer {CANARY}"
+    with pytest.raises(QwenCIError) as info:
+        llm.chat([ChatMessage(role="user", content="q")])
+    seen(*error_texts(info.value), caplog.text)
+
+
+def test_canary_not_in_the_emulators_logs(caplog: pytest.LogCaptureFixture) -> None:
+    from qwen_ci.emulator import Emulator
+
+    caplog.set_level(logging.DEBUG)
+    with Emulator(api_key=CANARY, pool_size=0) as emu:
+        good = Client(api_key=CANARY, base_url=emu.base_url, max_retries=0)
+        request = build([{"role": "user", "content": "hello"}], Options(), "dashscope")
+        assert collect(good.stream(request)).text
+        bad = Client(api_key=CANARY + "-wrong", base_url=emu.base_url, max_retries=0)
+        with pytest.raises(QwenCIError) as info:
+            collect(bad.stream(request))
+        assert info.value.status == 401
+        seen(*error_texts(info.value))
+    assert caplog.records
+    seen(caplog.text, *(repr(r.args) for r in caplog.records))
