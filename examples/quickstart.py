@@ -43,6 +43,7 @@ def ask(llm: ChatQwenCodeInterpreter, question: str) -> int:
     """Stream one answer, showing thinking, code and answer; then the usage."""
     print(f"{BOLD}Q:{RESET} {question}")
     total: AIMessageChunk | None = None
+    answering = False
     try:
         for chunk in llm.stream(question):
             total = chunk if total is None else total + chunk
@@ -51,6 +52,9 @@ def ask(llm: ChatQwenCodeInterpreter, question: str) -> int:
             for run in chunk.additional_kwargs.get("tool_info", []):
                 print(f"\n{BOLD}[code executed]{RESET}\n{run['code_interpreter']['code']}\n")
             if chunk.content:
+                if not answering:  # a blank line between the thinking and the answer
+                    print("\n")
+                    answering = True
                 print(chunk.content, end="", flush=True)
     except QwenCIError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
