@@ -34,9 +34,9 @@ from qwen_ci.client import DEFAULT_MAX_RETRIES
 from qwen_ci.config import API_KEY_ENV, DEFAULT_MODEL, DEFAULT_REGION, model_info
 from qwen_ci.errors import InvalidRequestError
 from qwen_ci.events import CodeRun, Event, Finish, ReasoningDelta, SearchInfo, TextDelta
-from qwen_ci.request import TOOLS_ERROR, Options, check_no_tools
+from qwen_ci.request import TOOLS_ERROR, check_no_tools
 from qwen_ci.result import Accumulator, Result, acollect, collect
-from qwen_ci.session import Session
+from qwen_ci.session import SESSION_FIELDS, Session, SessionCache
 
 if TYPE_CHECKING:
     from llama_index.core.chat_engine.types import AgentChatResponse
@@ -143,8 +143,7 @@ class QwenCodeInterpreter(LLM):
 
     model_config = ConfigDict(extra="forbid")
 
-    _session: Session | None = PrivateAttr(default=None)
-    _session_key: tuple[Any, ...] | None = PrivateAttr(default=None)
+    _sessions: SessionCache = PrivateAttr(default_factory=SessionCache)
 
     @model_validator(mode="before")
     @classmethod
@@ -299,45 +298,11 @@ class QwenCodeInterpreter(LLM):
 
     def _get_session(self) -> Session:
         """The session for the current settings (rebuilt if settings changed)."""
-        key = (
-            self.api_key,  # SecretStr compares by value and never prints it
-            self.base_url,
-            self.region,
-            self.protocol,
-            self.timeout,
-            self.max_retries,
-            tuple(sorted((self.default_headers or {}).items())),
+        return self._sessions.get(
             self.model,
-            self.temperature,
-            self.top_p,
-            self.max_tokens,
-            self.seed,
-            tuple(self.stop or ()),
-            self.thinking_budget,
-            repr(self.extra_body),
+            self.api_key.get_secret_value() if self.api_key else None,
+            {name: getattr(self, name) for name in SESSION_FIELDS},
         )
-        if self._session is None or key != self._session_key:
-            self._session = Session(
-                api_key=self.api_key.get_secret_value() if self.api_key else None,
-                base_url=self.base_url,
-                region=self.region,
-                protocol=self.protocol,
-                timeout=self.timeout,
-                max_retries=self.max_retries,
-                default_headers=self.default_headers,
-                defaults=Options(
-                    model=self.model,
-                    temperature=self.temperature,
-                    top_p=self.top_p,
-                    max_tokens=self.max_tokens,
-                    seed=self.seed,
-                    stop=self.stop,
-                    thinking_budget=self.thinking_budget,
-                    extra_body=self.extra_body,
-                ),
-            )
-            self._session_key = key
-        return self._session
 
 
 # ---------------------------------------------------------------------- input translation

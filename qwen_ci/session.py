@@ -9,6 +9,7 @@ between loops).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
@@ -17,6 +18,27 @@ from qwen_ci.client import DEFAULT_MAX_RETRIES, AsyncClient, Client
 from qwen_ci.errors import InvalidRequestError
 from qwen_ci.events import Event
 from qwen_ci.request import Options, WireRequest, build, check_no_tools, deep_merge
+
+#: settings of a framework model that shape its session (same names in both adapters)
+SESSION_FIELDS = (
+    "base_url",
+    "region",
+    "protocol",
+    "timeout",
+    "max_retries",
+    "default_headers",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "seed",
+    "stop",
+    "thinking_budget",
+    "extra_body",
+)
+
+#: the :class:`Options` among them
+OPTION_FIELDS = ("temperature", "top_p", "max_tokens", "seed", "stop", "thinking_budget",
+                 "extra_body")
 
 #: per-call arguments a framework call may pass
 CALL_OPTIONS = frozenset(
@@ -128,3 +150,54 @@ class Session:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+class SessionCache:
+    """One :class:`Session` for a model instance, rebuilt when its settings change.
+
+    Framework models are mutable (pydantic fields, ``model_copy(update=...)``): the cache
+    compares the settings on every call, which is cheap, and keeps the session (and its
+    connection pools) while they stay the same.
+
+    Example:
+        >>> cache = SessionCache()
+        >>> first = cache.get("qwen3-max-preview", "sk-...", {"temperature": 0.1})
+        >>> first is cache.get("qwen3-max-preview", "sk-...", {"temperature": 0.1})
+        True
+        >>> first is cache.get("qwen3-max-preview", "sk-...", {"temperature": 0.7})
+        False
+    """
+
+    __slots__ = ("_key", "_session")
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] | None = None
+        self._session: Session | None = None
+
+    def __repr__(self) -> str:
+        return f"SessionCache({self._session!r})"
+
+    def get(self, model: str, api_key: str | None, fields: Mapping[str, Any]) -> Session:
+        """The session for ``model``, ``api_key`` and the :data:`SESSION_FIELDS` values."""
+        key = (
+            model,
+            hashlib.sha256(api_key.encode()).hexdigest() if api_key else None,
+            repr(sorted(fields.items())),
+        )
+        if self._session is None or key != self._key:
+            get = fields.get
+            self._session = Session(
+                api_key=api_key,
+                base_url=get("base_url"),
+                region=get("region"),
+                protocol=get("protocol") or "dashscope",
+                timeout=get("timeout"),
+                max_retries=get("max_retries", DEFAULT_MAX_RETRIES),
+                default_headers=get("default_headers"),
+                defaults=Options(
+                    model=model,
+                    **{name: get(name) for name in OPTION_FIELDS},
+                ),
+            )
+            self._key = key
+        return self._session
