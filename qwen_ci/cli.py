@@ -1,11 +1,14 @@
-"""The ``qwen-ci`` command: ``emulator`` (a local DashScope) and ``ask`` (one question).
+"""The ``qwen-ci`` command: ``emulator`` (a local DashScope), ``serve`` (self-hosted: any
+OpenAI-compatible model with a local sandbox) and ``ask`` (one question).
 
 ::
 
     qwen-ci emulator [--host 127.0.0.1] [--port 8765] [--api-key KEY] [--script FILE]
+    qwen-ci serve --upstream-base-url URL --upstream-model NAME [--upstream-api-key-env VAR]
     qwen-ci ask "123的21次方是多少？" [--base-url URL] [--protocol dashscope|openai]
 
-The emulator needs the ``emulator`` extra; ``ask`` renders with rich when installed.
+The emulator and ``serve`` need the ``emulator`` extra; ``ask`` renders with rich when
+installed.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     emu.add_argument("--log-level", default="info",
                      choices=["critical", "error", "warning", "info", "debug"])
 
+    _serve_parser(sub)
+
     ask = sub.add_parser("ask", help="ask one question and render the stream",
                          description="Ask a question; show thinking, code and answer.")
     ask.add_argument("prompt")
@@ -66,6 +71,60 @@ def _parser() -> argparse.ArgumentParser:
                      help="start an emulator in this process and ask it")
     ask.add_argument("--timeout", type=float, default=None)
     return parser
+
+
+def _serve_parser(sub: Any) -> None:
+    serve = sub.add_parser(
+        "serve", help="serve the code interpreter with your own model (self-hosted)",
+        description="DashScope's code interpreter endpoints backed by any OpenAI-compatible "
+                    "model with function calling, and a local sandbox.")
+    up = serve.add_argument_group("upstream model")
+    up.add_argument("--upstream-base-url", required=True,
+                    help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    up.add_argument("--upstream-model", required=True, help="the upstream's model name")
+    up.add_argument("--upstream-api-key-env", default=None, metavar="VAR",
+                    help="environment variable holding the upstream's API key")
+    up.add_argument("--upstream-timeout", type=float, default=600.0,
+                    help="seconds to wait for the upstream's next byte (default 600)")
+    up.add_argument("--upstream-max-retries", type=int, default=2,
+                    help="retries of an upstream call before its first byte (default 2)")
+    up.add_argument("--upstream-extra-body", default=None, metavar="JSON",
+                    help="JSON object merged into every upstream request")
+    up.add_argument("--no-echo-reasoning", action="store_true",
+                    help="do not send a round's reasoning back with its tool call")
+    up.add_argument("--instructions-file", default=None,
+                    help="system instruction on using the tool (default: built in)")
+    srv = serve.add_argument_group("server")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8765)
+    srv.add_argument("--api-key", default=None, help="require this key (default: any key)")
+    srv.add_argument("--api-key-env", default=None, metavar="VAR",
+                     help="require the key held by this environment variable")
+    srv.add_argument("--max-rounds", type=int, default=8,
+                     help="code runs per request at most (default 8)")
+    srv.add_argument("--max-concurrency", type=int, default=8,
+                     help="requests served at once (default 8)")
+    srv.add_argument("--max-queue", type=int, default=32,
+                     help="requests waiting for a slot; beyond: 429 Throttling (default 32)")
+    srv.add_argument("--queue-timeout", type=float, default=60.0,
+                     help="seconds a request may wait for a slot (default 60)")
+    srv.add_argument("--max-body-mb", type=float, default=8.0,
+                     help="largest request body in MiB (default 8)")
+    srv.add_argument("--graceful-timeout", type=int, default=30,
+                     help="on SIGTERM, seconds in-flight requests get to finish (default 30)")
+    srv.add_argument("--log-level", default="info",
+                     choices=["critical", "error", "warning", "info", "debug"])
+    srv.add_argument("--log-format", default="json", choices=["json", "text"])
+    srv.add_argument("--log-content", action="store_true",
+                     help="log what is sent upstream (prompts, code) at debug level")
+    box = serve.add_argument_group("sandbox")
+    box.add_argument("--pool-size", type=int, default=2, help="warm kernels (default 2)")
+    box.add_argument("--timeout", type=float, default=30.0,
+                     help="wall-clock seconds per code run (default 30)")
+    box.add_argument("--memory-mb", type=int, default=2048,
+                     help="address space per sandbox process in MiB (default 2048)")
+    box.add_argument("--cpu", type=int, default=120, help="CPU seconds per kernel (default 120)")
+    box.add_argument("--isolation", choices=["auto", "bwrap", "none"], default="auto")
 
 
 # ---------------------------------------------------------------------- emulator
@@ -106,6 +165,16 @@ def _emulator(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[sock])
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from qwen_ci.selfhost.cli import run
+    except ImportError as exc:
+        print(f"qwen-ci serve needs the emulator extra ({exc.name} is missing): {EXTRA_HINT}",
+              file=sys.stderr)
+        return 2
+    return run(args)
 
 
 # ---------------------------------------------------------------------- ask
@@ -246,6 +315,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "emulator":
         return _emulator(args)
+    if args.command == "serve":
+        return _serve(args)
     return _ask(args, out or sys.stdout)
 
 

@@ -8,7 +8,17 @@ Needs the ``emulator`` extra; the core package never imports it.
 
 from qwen_ci.emulator.app import EmulatorConfig, create_app
 from qwen_ci.emulator.engine import Engine, Frame, Generation, estimate_tokens
-from qwen_ci.emulator.model import Answer, Message, Model, Piece, Run, RunCode, Thinking, Turn
+from qwen_ci.emulator.model import (
+    Answer,
+    Message,
+    Model,
+    Piece,
+    Run,
+    RunCode,
+    Thinking,
+    Turn,
+    TurnUsage,
+)
 from qwen_ci.emulator.script import ScenarioModel, ScriptError, load_script
 from qwen_ci.emulator.scripted import ScriptedModel
 from qwen_ci.emulator.server import Emulator
@@ -30,6 +40,7 @@ __all__ = [
     "ScriptedModel",
     "Thinking",
     "Turn",
+    "TurnUsage",
     "create_app",
     "estimate_tokens",
     "load_script",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from qwen_ci.sandbox import KernelPool, Limits
 from qwen_ci.sandbox.isolation import IsolationChoice
 
 SSE_TYPE = "text/event-stream;charset=UTF-8"
+logger = logging.getLogger("qwen_ci.emulator")
 
 
 @dataclass
@@ -62,6 +64,8 @@ class EmulatorConfig:
     """Seconds between frames (0: as fast as possible)."""
     max_runs: int = 8
     """Code runs per request at most."""
+    extra_models: tuple[str, ...] = ()
+    """Model names accepted besides the service's table (self-hosted mode)."""
 
     def build_model(self) -> Model:
         """The model this configuration asks for."""
@@ -107,6 +111,46 @@ class _EventStream(StreamingResponse):
                     if aclose is not None:
                         await aclose()
                 group.cancel_scope.cancel()
+
+
+class _Primed:
+    """A chunk stream whose first chunk is produced before the response starts, so that
+    an error before any output is answered with its own HTTP status."""
+
+    def __init__(self, first: bytes | None, rest: AsyncGenerator[bytes, None]) -> None:
+        self._first = first
+        self._rest = rest
+
+    @classmethod
+    async def start(cls, chunks: AsyncGenerator[bytes, None]) -> _Primed:
+        try:
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            return cls(None, chunks)
+        except BaseException:
+            await chunks.aclose()
+            raise
+        return cls(first, chunks)
+
+    def __aiter__(self) -> _Primed:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return await anext(self._rest)
+
+    async def aclose(self) -> None:
+        await self._rest.aclose()
+
+
+def _service_error(exc: Exception) -> ServiceError:
+    """``exc`` in the service's shape: a model's failure that is not one is a 500."""
+    if isinstance(exc, ServiceError):
+        return exc
+    logger.error("qwen-ci emulator: the model failed", exc_info=exc)
+    return INTERNAL_ERROR
 
 
 def _is_sse(request: Request) -> bool:
@@ -167,12 +211,15 @@ class _Handlers:
             if faults.before is not None:
                 raise faults.before
             body = load_body(await request.body())
-            parsed = parse_native(body, endpoint, stream)
+            parsed = parse_native(body, endpoint, stream, self.config.extra_models)
         except ServiceError as error:
             return self._native_error(error, request_id, stream)
         headers = {"x-request-id": request_id, "cache-control": "no-cache"}
         if not parsed.stream:
-            text, _, last = await self._collect(parsed)
+            try:
+                text, _, last = await self._collect(parsed)
+            except ServiceError as error:
+                return self._native_error(error, request_id, stream)
             return JSONResponse(
                 native_complete(text, last, request_id, multimodal=parsed.multimodal),
                 headers=headers,
@@ -183,7 +230,11 @@ class _Handlers:
                                 status=INTERNAL_ERROR.status, event="error")
 
         chunks = _faulty(self._native_chunks(parsed, request_id), faults, error_chunk)
-        return _EventStream(chunks, headers)
+        try:
+            primed = await _Primed.start(chunks)
+        except ServiceError as error:
+            return self._native_error(error, request_id, stream)
+        return _EventStream(primed, headers)
 
     async def _native_chunks(
         self, parsed: Parsed, request_id: str
@@ -191,18 +242,25 @@ class _Handlers:
         gen = parsed.generation
         content = reasoning = ""
         index = 0
-        async with contextlib.aclosing(self._engine().frames(gen)) as frames:
-            async for frame in frames:
-                if not parsed.incremental:
-                    content += frame.content
-                    reasoning += frame.reasoning
-                    frame = Frame(reasoning, content, frame.codes, frame.finish,
-                                  frame.input_tokens, frame.output_tokens,
-                                  frame.reasoning_tokens)
-                index += 1
-                payload = native_payload(frame, request_id, thinking=gen.thinking,
-                                         multimodal=parsed.multimodal)
-                yield native_event(payload, index)
+        try:
+            async with contextlib.aclosing(self._engine().frames(gen)) as frames:
+                async for frame in frames:
+                    if not parsed.incremental:
+                        content += frame.content
+                        reasoning += frame.reasoning
+                        frame = Frame(reasoning, content, frame.codes, frame.finish,
+                                      frame.input_tokens, frame.output_tokens,
+                                      frame.reasoning_tokens)
+                    index += 1
+                    payload = native_payload(frame, request_id, thinking=gen.thinking,
+                                             multimodal=parsed.multimodal)
+                    yield native_event(payload, index)
+        except Exception as exc:
+            error = _service_error(exc)
+            if index == 0:
+                raise error from None  # no output yet: answered with its HTTP status
+            yield native_event(error.native_body(request_id), index + 1, status=error.status,
+                               event="error")
 
     @staticmethod
     def _native_error(error: ServiceError, request_id: str, stream: bool) -> Response:
@@ -218,11 +276,14 @@ class _Handlers:
         text: list[str] = []
         reasoning: list[str] = []
         last = Frame()
-        async with contextlib.aclosing(self._engine().frames(parsed.generation)) as frames:
-            async for frame in frames:
-                text.append(frame.content)
-                reasoning.append(frame.reasoning)
-                last = frame
+        try:
+            async with contextlib.aclosing(self._engine().frames(parsed.generation)) as frames:
+                async for frame in frames:
+                    text.append(frame.content)
+                    reasoning.append(frame.reasoning)
+                    last = frame
+        except Exception as exc:
+            raise _service_error(exc) from None
         return "".join(text), "".join(reasoning), last
 
     async def text_generation(self, request: Request) -> Response:
@@ -240,36 +301,56 @@ class _Handlers:
             faults = parse_faults(request.headers.get(HEADER))
             if faults.before is not None:
                 raise faults.before
-            parsed = parse_compatible(load_body(await request.body()))
+            parsed = parse_compatible(load_body(await request.body()), self.config.extra_models)
         except ServiceError as error:
-            return JSONResponse(error.compat_body(request_id), status_code=compat_status(error),
-                                headers={"x-request-id": request_id})
+            return self._compat_error(error, request_id)
         gen = parsed.generation
         renderer = CompatStream(gen.model, gen.thinking, parsed.include_usage)
         headers = {"x-request-id": request_id, "cache-control": "no-cache"}
         if not parsed.stream:
-            text, reasoning, last = await self._collect(parsed)
+            try:
+                text, reasoning, last = await self._collect(parsed)
+            except ServiceError as error:
+                return self._compat_error(error, request_id)
             return JSONResponse(renderer.complete(text, reasoning, last), headers=headers)
 
         def error_chunk(sent: int) -> bytes:
             return renderer.error(INTERNAL_ERROR, request_id)
 
-        chunks = _faulty(self._compat_chunks(parsed, renderer), faults, error_chunk)
-        return _EventStream(chunks, headers)
+        chunks = _faulty(self._compat_chunks(parsed, renderer, request_id), faults, error_chunk)
+        try:
+            primed = await _Primed.start(chunks)
+        except ServiceError as error:
+            return self._compat_error(error, request_id)
+        return _EventStream(primed, headers)
+
+    @staticmethod
+    def _compat_error(error: ServiceError, request_id: str) -> Response:
+        return JSONResponse(error.compat_body(request_id), status_code=compat_status(error),
+                            headers={"x-request-id": request_id})
 
     async def _compat_chunks(
-        self, parsed: Parsed, renderer: CompatStream
+        self, parsed: Parsed, renderer: CompatStream, request_id: str
     ) -> AsyncGenerator[bytes, None]:
-        yield renderer.first()
-        async with contextlib.aclosing(self._engine().frames(parsed.generation)) as frames:
-            async for frame in frames:
-                if frame.finish is not None:
-                    for chunk in renderer.last(frame):
-                        yield chunk
-                    return
-                piece = renderer.delta(frame)
-                if piece is not None:
-                    yield piece
+        started = False
+        try:
+            async with contextlib.aclosing(self._engine().frames(parsed.generation)) as frames:
+                async for frame in frames:
+                    if not started:  # the role chunk goes with the first frame
+                        started = True
+                        yield renderer.first()
+                    if frame.finish is not None:
+                        for chunk in renderer.last(frame):
+                            yield chunk
+                        return
+                    piece = renderer.delta(frame)
+                    if piece is not None:
+                        yield piece
+        except Exception as exc:
+            error = _service_error(exc)
+            if not started:
+                raise error from None  # no output yet: answered with its HTTP status
+            yield renderer.error(error, request_id)
 
     # ------------------------------------------------------------------ misc
 
@@ -307,6 +388,9 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
             yield
         finally:
             await pool.close()
+            aclose = getattr(handlers.model, "aclose", None)
+            if aclose is not None:  # a model holding connections (self-hosted mode)
+                await aclose()
 
     routes = [
         Route(NATIVE_PATHS["text"], handlers.text_generation, methods=["POST"]),

@@ -2,7 +2,9 @@
 
 Token counts are the emulator's own estimate (a simple rule, not Qwen's tokenizer):
 each CJK character, each number of up to six digits, each word (per six letters) and
-each other symbol counts as one token.
+each other symbol counts as one token. A model that reports its real usage
+(:class:`~qwen_ci.emulator.model.TurnUsage`) replaces the estimate: the request's usage is
+then the sum of the reported rounds.
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from qwen_ci.emulator.model import Answer, Message, Model, Run, RunCode, Thinking, Turn
+from qwen_ci.emulator.model import (
+    Answer,
+    Message,
+    Model,
+    Run,
+    RunCode,
+    Thinking,
+    Turn,
+    TurnUsage,
+)
 from qwen_ci.sandbox.limits import ExecutionResult
 
 _CJK = "\u3400-\u9fff\uf900-\ufaff"
@@ -149,6 +160,22 @@ class _State:
         self.codes: list[str] | None = None
         self.answer = ""
         self.pending = ""  # answer text held back: it may begin a stop sequence
+        self.reported = False  # the model reports real usage: sums replace estimates
+        self.round_reported = False
+        self.round_start = (0, 0)  # output and reasoning tokens when the round began
+
+    def begin_round(self) -> None:
+        self.round_start = (self.output, self.reasoning)
+        self.round_reported = False
+
+    def report(self, usage: TurnUsage) -> None:
+        """The model's real usage of this round replaces the round's estimate."""
+        if not self.reported:
+            self.reported, self.input = True, 0
+        self.input += usage.input_tokens
+        self.output = self.round_start[0] + usage.output_tokens
+        self.reasoning = self.round_start[1] + usage.reasoning_tokens
+        self.round_reported = True
 
     def frame(self, **deltas: str) -> Frame:
         return Frame(
@@ -212,23 +239,34 @@ class Engine:
                 turn = Turn(gen.model, gen.messages, tuple(runs), gen.code_interpreter,
                             gen.thinking, dict(gen.options))
                 code: str | None = None
+                memo: object = None
                 stopped = False
-                async for piece in self.model.turn(turn):
-                    if isinstance(piece, RunCode):
-                        code = piece.code
-                        break
-                    if isinstance(piece, Thinking):
-                        for frame in self._thinking(state, gen, piece.text):
-                            await self._pace()
-                            yield frame
-                    elif isinstance(piece, Answer):
-                        frames, reason = self._answer(state, gen, piece.text)
-                        for frame in frames:
-                            await self._pace()
-                            yield frame
-                        if reason is not None:
-                            finish, stopped = reason, True
+                state.begin_round()
+                pieces = self.model.turn(turn)
+                try:
+                    async for piece in pieces:
+                        if isinstance(piece, RunCode):
+                            code, memo = piece.code, piece.memo
                             break
+                        if isinstance(piece, TurnUsage):
+                            state.report(piece)
+                            continue
+                        if isinstance(piece, Thinking):
+                            for frame in self._thinking(state, gen, piece.text):
+                                await self._pace()
+                                yield frame
+                        elif isinstance(piece, Answer):
+                            frames, reason = self._answer(state, gen, piece.text)
+                            for frame in frames:
+                                await self._pace()
+                                yield frame
+                            if reason is not None:
+                                finish, stopped = reason, True
+                                break
+                finally:
+                    aclose = getattr(pieces, "aclose", None)
+                    if aclose is not None:  # a model holding a connection frees it
+                        await aclose()
                 if stopped or code is None or not gen.code_interpreter:
                     if not stopped and state.pending:
                         frames, reason = self._emit(state, gen, state.pending)
@@ -246,11 +284,12 @@ class Engine:
                 if session is None and self.sandbox is not None:
                     session = self.sandbox.session()
                 result = await self._run(session, code)
-                runs.append(Run(code, result))
-                state.input += (
-                    state.round_output + estimate_tokens(result.feedback())
-                    + _RESULT_WRAPPER_TOKENS
-                )
+                runs.append(Run(code, result, memo))
+                if not state.reported:
+                    state.input += (
+                        state.round_output + estimate_tokens(result.feedback())
+                        + _RESULT_WRAPPER_TOKENS
+                    )
                 state.round_output = 0
             final = replace(state.frame(), finish=finish)
             await self._pace()
@@ -326,7 +365,7 @@ class Engine:
         if state.codes is not None:
             state.codes.append("")
             frames.append(state.frame())
-        tokens = estimate_tokens(code) + _TOOL_CALL_TOKENS
+        tokens = 0 if state.round_reported else estimate_tokens(code) + _TOOL_CALL_TOKENS
         steps = max(2, min(5, tokens // 4))
         for index in range(steps):
             state.spend(tokens // steps + (1 if index < tokens % steps else 0))

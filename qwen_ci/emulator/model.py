@@ -5,7 +5,8 @@ answer text and ends either with one :class:`RunCode` (the emulator executes it 
 sandbox, appends the result to :attr:`Turn.runs` and starts the next turn) or without
 one (the answer is complete). The built-in scripted model, the ``--script`` scenarios
 and a real model behind an OpenAI-compatible endpoint (self-hosted mode) all implement
-this protocol.
+this protocol. A model that knows its real token counts may also yield
+:class:`TurnUsage` before the end of a turn.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class Run:
 
     code: str
     result: ExecutionResult
+    memo: object = None
+    """What the model attached to the :class:`RunCode` of this run (opaque here)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +108,29 @@ class RunCode:
     """
 
     code: str
+    memo: object = None
+    """Opaque data handed back in :attr:`Run.memo` on later turns (the self-hosted
+    driver keeps the upstream's assistant message there)."""
 
 
-Piece = Thinking | Answer | RunCode
+@dataclass(frozen=True, slots=True)
+class TurnUsage:
+    """The real token usage of the current round, for models that know it.
+
+    Replaces the emulator's estimate for the round; once a model reports usage, the
+    request's usage is the sum of the reported rounds.
+
+    Example:
+        >>> TurnUsage(input_tokens=120, output_tokens=30, reasoning_tokens=12).output_tokens
+        30
+    """
+
+    input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int = 0
+
+
+Piece = Thinking | Answer | RunCode | TurnUsage
 
 
 @runtime_checkable

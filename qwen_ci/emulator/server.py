@@ -37,14 +37,17 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_server(app: Starlette, log_level: str = "warning") -> uvicorn.Server:
-    """A uvicorn server for the emulator app (no access log, short graceful shutdown)."""
+def uvicorn_server(
+    app: Starlette, log_level: str = "warning", graceful_timeout: int = 3
+) -> uvicorn.Server:
+    """A uvicorn server for the emulator app (no access log, short graceful shutdown:
+    in-flight requests get ``graceful_timeout`` seconds to finish, then are cancelled)."""
     config = uvicorn.Config(
         app,
         log_level=log_level,
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=3,
+        timeout_graceful_shutdown=graceful_timeout,
         ws="none",
     )
     return uvicorn.Server(config)
@@ -91,6 +94,8 @@ class Emulator:
         self.host = host
         self.port = port
         self.log_level = log_level
+        self.graceful_timeout = 3
+        """Seconds in-flight requests get to finish on :meth:`stop`."""
         self.app = create_app(self.config)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -118,7 +123,7 @@ class Emulator:
             raise RuntimeError("The emulator was already started.")
         sock = bind_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
-        server = uvicorn_server(self.app, self.log_level)
+        server = uvicorn_server(self.app, self.log_level, self.graceful_timeout)
         self._server = server
 
         async def main() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,11 +107,11 @@ def _messages(raw: Any) -> tuple[Message, ...]:
     return tuple(messages)
 
 
-def _model(body: Mapping[str, Any]) -> str:
+def _model(body: Mapping[str, Any], extra_models: Collection[str] = ()) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise invalid_parameter(MISSING)
-    if not known_model(model):
+    if model not in extra_models and not known_model(model):
         raise model_not_found(model)
     return model
 
@@ -140,7 +140,9 @@ def _positive(name: str, value: Any, maximum: int | None = None) -> int | None:
     return value
 
 
-def _common(model: str, options: Mapping[str, Any], stream: bool) -> tuple[bool, bool]:
+def _common(
+    model: str, options: Mapping[str, Any], stream: bool, extra_models: Collection[str] = ()
+) -> tuple[bool, bool]:
     """Checks shared by both protocols; returns (thinking, code_interpreter)."""
     thinking = options.get("enable_thinking") is True
     code_interpreter = options.get("enable_code_interpreter") is True
@@ -165,7 +167,7 @@ def _common(model: str, options: Mapping[str, Any], stream: bool) -> tuple[bool,
                 "enable_code_interpreter needs enable_thinking=true (the real service "
                 "requires thinking mode; its exact message is unknown)."
             )
-        if not info.code_interpreter:
+        if not info.code_interpreter and model not in extra_models:
             raise emulator_invalid(f"the model {model} does not support the code interpreter.")
     return thinking, code_interpreter
 
@@ -175,9 +177,14 @@ def _budget(model: str, value: Any) -> int | None:
     return _positive("thinking_budget", value, info.max_thinking_tokens or info.max_output_tokens)
 
 
-def parse_native(body: Mapping[str, Any], endpoint: Endpoint, stream: bool) -> Parsed:
-    """Validate a native request sent to the ``endpoint`` generation path."""
-    model = _model(body)
+def parse_native(
+    body: Mapping[str, Any], endpoint: Endpoint, stream: bool, extra_models: Collection[str] = ()
+) -> Parsed:
+    """Validate a native request sent to the ``endpoint`` generation path.
+
+    ``extra_models`` are accepted besides the service's model table (self-hosted mode).
+    """
+    model = _model(body, extra_models)
     if model_info(model).endpoint != endpoint:
         raise URL_ERROR
     source = body.get("input")
@@ -192,7 +199,7 @@ def parse_native(body: Mapping[str, Any], endpoint: Endpoint, stream: bool) -> P
     params = body.get("parameters") or {}
     if not isinstance(params, Mapping):
         raise invalid_parameter(MISSING)
-    thinking, code_interpreter = _common(model, params, stream)
+    thinking, code_interpreter = _common(model, params, stream, extra_models)
     incremental = params.get("incremental_output") is True
     if thinking and not incremental:
         raise invalid_parameter(NOT_INCREMENTAL)
@@ -215,14 +222,14 @@ def parse_native(body: Mapping[str, Any], endpoint: Endpoint, stream: bool) -> P
     return Parsed(generation, stream, incremental, endpoint == "multimodal")
 
 
-def parse_compatible(body: Mapping[str, Any]) -> Parsed:
-    """Validate a compatible-mode chat completion request."""
-    model = _model(body)
+def parse_compatible(body: Mapping[str, Any], extra_models: Collection[str] = ()) -> Parsed:
+    """Validate a compatible-mode chat completion request (``extra_models``: as above)."""
+    model = _model(body, extra_models)
     if "messages" not in body:
         raise invalid_parameter(MISSING)
     messages = _messages(body.get("messages"))
     stream = body.get("stream") is True
-    thinking, code_interpreter = _common(model, body, stream)
+    thinking, code_interpreter = _common(model, body, stream, extra_models)
     stream_options = body.get("stream_options")
     include_usage = isinstance(stream_options, Mapping) and stream_options.get(
         "include_usage"

@@ -1,0 +1,158 @@
+"""The self-hosted server: the emulator's endpoints with an upstream model behind them."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import socket
+import threading
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+
+from qwen_ci.emulator.app import EmulatorConfig, create_app
+from qwen_ci.emulator.server import Emulator, bind_socket
+from qwen_ci.sandbox import Limits
+from qwen_ci.sandbox.isolation import IsolationChoice
+from qwen_ci.selfhost.gate import Gate
+from qwen_ci.selfhost.upstream import INSTRUCTIONS, UpstreamConfig, UpstreamModel, safe_url
+
+logger = logging.getLogger("qwen_ci.selfhost")
+
+
+@dataclass
+class ServeConfig:
+    """Settings of a self-hosted server (``qwen-ci serve``).
+
+    Example:
+        >>> upstream = UpstreamConfig("http://127.0.0.1:8000/v1", "Qwen/Qwen3-8B")
+        >>> ServeConfig(upstream, max_rounds=4, max_concurrency=16).max_rounds
+        4
+    """
+
+    upstream: UpstreamConfig
+    api_key: str | None = field(default=None, repr=False)
+    """When set, clients must send ``Authorization: Bearer <api_key>``."""
+    max_rounds: int = 8
+    """Code runs per request at most; then the model is asked to answer."""
+    max_concurrency: int = 8
+    """Requests served at once; more wait in the queue."""
+    max_queue: int = 32
+    """Requests waiting for a slot; beyond it, 429 ``Throttling``."""
+    queue_timeout: float = 60.0
+    """Seconds a request waits in the queue before 429 ``Throttling``."""
+    max_body_bytes: int = 8 << 20
+    pool_size: int = 2
+    """Warm sandbox kernels."""
+    limits: Limits = field(default_factory=Limits)
+    isolation: IsolationChoice = "auto"
+    graceful_timeout: int = 30
+    """On shutdown, seconds in-flight requests get to finish before they are cancelled."""
+    instructions: str = INSTRUCTIONS
+    """The system instruction on how to use the tool."""
+    log_content: bool = False
+    """Log request bodies sent upstream (prompts, code) at debug level."""
+
+    def build_model(self) -> UpstreamModel:
+        """The model driver these settings describe."""
+        return UpstreamModel(self.upstream, max_rounds=self.max_rounds,
+                             instructions=self.instructions, log_content=self.log_content)
+
+
+def create_serve_app(config: ServeConfig, model: UpstreamModel | None = None) -> Starlette:
+    """The self-hosted server as an ASGI app (sandbox pool and upstream client live with
+    the app's lifespan).
+
+    Example:
+        >>> upstream = UpstreamConfig("http://127.0.0.1:8000/v1", "Qwen/Qwen3-8B")
+        >>> app = create_serve_app(ServeConfig(upstream, pool_size=0))
+        >>> "/compatible-mode/v1/chat/completions" in {r.path for r in app.routes}
+        True
+    """
+    model = model or config.build_model()
+    app = create_app(EmulatorConfig(
+        api_key=config.api_key, model=model, pool_size=config.pool_size, limits=config.limits,
+        isolation=config.isolation, frame_delay=0.0, max_runs=config.max_rounds,
+        extra_models=(config.upstream.model,),
+    ))
+
+    def health() -> dict[str, Any]:
+        pool = getattr(app.state, "pool", None)
+        isolation = pool.isolation.mode if pool is not None and pool.isolation else None
+        return {"model": model.name, "isolation": isolation,
+                "warm_kernels": pool.warm if pool is not None else 0}
+
+    app.add_middleware(Gate, max_concurrency=config.max_concurrency, max_queue=config.max_queue,
+                       queue_timeout=config.queue_timeout,
+                       max_body_bytes=config.max_body_bytes, health=health)
+    app.state.model = model
+    return app
+
+
+class SelfHost(Emulator):
+    """A self-hosted server on a free port in a background thread (tests, notebooks).
+
+    Same interface as :class:`~qwen_ci.emulator.Emulator` (``base_url``, ``wait_warm``,
+    ``stop``, context manager).
+
+    Example:
+        >>> from langchain_qwen_ci import ChatQwenCodeInterpreter
+        >>> upstream = UpstreamConfig("http://127.0.0.1:11434/v1", "qwen3:8b")
+        >>> with SelfHost(ServeConfig(upstream)) as server:  # doctest: +SKIP
+        ...     llm = ChatQwenCodeInterpreter(base_url=server.base_url, api_key="any")
+        ...     print(llm.invoke("What is 2**100?").additional_kwargs["tool_info"])
+    """
+
+    def __init__(self, config: ServeConfig, *, host: str = "127.0.0.1", port: int = 0,
+                 log_level: str = "warning") -> None:
+        super().__init__(host=host, port=port, api_key=config.api_key,
+                         pool_size=config.pool_size, limits=config.limits,
+                         isolation=config.isolation, max_runs=config.max_rounds,
+                         log_level=log_level)
+        self.serve_config = config
+        self.graceful_timeout = config.graceful_timeout
+        self.app = create_serve_app(config)
+
+    def __enter__(self) -> SelfHost:
+        self.start()
+        return self
+
+
+class _Stopped(Exception):
+    """SIGTERM re-raised by uvicorn after its graceful shutdown."""
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    raise _Stopped
+
+
+def serve(config: ServeConfig, sock: socket.socket, log_level: str = "info") -> None:
+    """Serve in the foreground on ``sock`` until SIGINT/SIGTERM, then shut down
+    gracefully (in-flight requests get ``config.graceful_timeout`` seconds)."""
+    app = create_serve_app(config)
+    server = uvicorn.Server(uvicorn.Config(
+        app, log_level=log_level, log_config=None, access_log=False, lifespan="on",
+        timeout_graceful_shutdown=config.graceful_timeout, ws="none",
+    ))
+    host, port = sock.getsockname()[:2]
+    logger.info("serving", extra={"fields": {
+        "url": f"http://{host}:{port}", "upstream": safe_url(config.upstream.base_url),
+        "upstream_model": config.upstream.model, "max_rounds": config.max_rounds,
+        "max_concurrency": config.max_concurrency, "max_queue": config.max_queue}})
+    # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown: end normally instead
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _stopped) if main else None
+    try:
+        with contextlib.suppress(KeyboardInterrupt, _Stopped):
+            server.run(sockets=[sock])
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    logger.info("stopped")
+
+
+__all__ = ["SelfHost", "ServeConfig", "bind_socket", "create_serve_app", "serve"]

@@ -1,0 +1,97 @@
+"""``qwen-ci serve``: from command-line options to a running self-hosted server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from qwen_ci.config import API_KEY_ENV, BASE_URL_ENV
+from qwen_ci.sandbox import Limits, detect_isolation
+from qwen_ci.selfhost.app import ServeConfig, bind_socket, serve
+from qwen_ci.selfhost.logs import configure_logging
+from qwen_ci.selfhost.upstream import INSTRUCTIONS, UpstreamConfig, safe_url
+
+
+class UsageError(ValueError):
+    """A command-line option that cannot work (exit status 2).
+
+    Example:
+        >>> str(UsageError("no model"))
+        'no model'
+    """
+
+
+def _env_secret(name: str | None, option: str) -> str | None:
+    if not name:
+        return None
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise UsageError(f"{option}: the environment variable {name} is not set or empty.")
+    return value
+
+
+def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    """The :class:`ServeConfig` the ``serve`` options describe; raises :class:`UsageError`."""
+    extra: Any = {}
+    if args.upstream_extra_body:
+        try:
+            extra = json.loads(args.upstream_extra_body)
+        except ValueError as exc:
+            raise UsageError(f"--upstream-extra-body is not valid JSON: {exc}") from None
+        if not isinstance(extra, dict):
+            raise UsageError("--upstream-extra-body must be a JSON object.")
+    instructions = INSTRUCTIONS
+    if args.instructions_file:
+        try:
+            instructions = Path(args.instructions_file).read_text("utf-8")
+        except OSError as exc:
+            raise UsageError(f"--instructions-file: {exc}") from None
+    for name in ("max_rounds", "max_concurrency", "pool_size"):
+        if getattr(args, name) < (0 if name == "pool_size" else 1):
+            raise UsageError(f"--{name.replace('_', '-')} is too small.")
+    if args.max_queue < 0 or args.max_body_mb <= 0:
+        raise UsageError("--max-queue must be >= 0 and --max-body-mb > 0.")
+    try:
+        upstream = UpstreamConfig(
+            args.upstream_base_url, args.upstream_model,
+            api_key=_env_secret(args.upstream_api_key_env, "--upstream-api-key-env"),
+            timeout=args.upstream_timeout, max_retries=args.upstream_max_retries,
+            extra_body=extra, echo_reasoning=not args.no_echo_reasoning,
+        )
+        limits = Limits(timeout=args.timeout, memory=args.memory_mb << 20, cpu=args.cpu)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return ServeConfig(
+        upstream,
+        api_key=args.api_key or _env_secret(args.api_key_env, "--api-key-env"),
+        max_rounds=args.max_rounds, max_concurrency=args.max_concurrency,
+        max_queue=args.max_queue, queue_timeout=args.queue_timeout,
+        max_body_bytes=int(args.max_body_mb * (1 << 20)), pool_size=args.pool_size,
+        limits=limits, isolation=args.isolation, graceful_timeout=args.graceful_timeout,
+        instructions=instructions, log_content=args.log_content,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``qwen-ci serve`` until interrupted; the exit status."""
+    try:
+        config = config_from_args(args)
+        isolation = detect_isolation(args.isolation)
+        sock = bind_socket(args.host, args.port)
+    except (UsageError, RuntimeError, OSError) as exc:
+        print(f"qwen-ci serve: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(args.log_level, args.log_format)
+    port = sock.getsockname()[1]
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{host}:{port}"
+    print(f"qwen-ci serve on {url}  upstream: {config.upstream.model} at "
+          f"{safe_url(config.upstream.base_url)}  sandbox: {isolation.mode}", flush=True)
+    key = "<your --api-key>" if config.api_key else "sk-local"
+    print(f"  export {BASE_URL_ENV}={url} {API_KEY_ENV}={key}", flush=True)
+    serve(config, sock, args.log_level)
+    return 0
