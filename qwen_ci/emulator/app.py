@@ -22,7 +22,14 @@ from qwen_ci.emulator.engine import Engine, Frame
 from qwen_ci.emulator.faults import HEADER, Faults, parse_faults
 from qwen_ci.emulator.model import Model
 from qwen_ci.emulator.scripted import ScriptedModel
-from qwen_ci.emulator.validation import Parsed, load_body, parse_compatible, parse_native
+from qwen_ci.emulator.validation import (
+    MAX_BODY_BYTES,
+    Parsed,
+    load_body,
+    parse_compatible,
+    parse_native,
+    too_large,
+)
 from qwen_ci.emulator.wire import (
     INTERNAL_ERROR,
     INVALID_API_KEY,
@@ -62,6 +69,8 @@ class EmulatorConfig:
     isolation: IsolationChoice = "auto"
     frame_delay: float = 0.0
     """Seconds between frames (0: as fast as possible)."""
+    max_body_bytes: int = MAX_BODY_BYTES
+    """Largest request body accepted; larger ones get a 400."""
     max_runs: int = 8
     """Code runs per request at most."""
     extra_models: tuple[str, ...] = ()
@@ -153,6 +162,21 @@ def _service_error(exc: Exception) -> ServiceError:
     return INTERNAL_ERROR
 
 
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (400) as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(int(declared), limit)
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise too_large(size, limit)
+        parts.append(part)
+    return b"".join(parts)
+
+
 def _is_sse(request: Request) -> bool:
     if request.headers.get("x-dashscope-sse", "").lower() == "enable":
         return True
@@ -210,7 +234,8 @@ class _Handlers:
             faults = parse_faults(request.headers.get(HEADER))
             if faults.before is not None:
                 raise faults.before
-            body = load_body(await request.body())
+            body = load_body(await _read_body(request, self.config.max_body_bytes),
+                             self.config.max_body_bytes)
             parsed = parse_native(body, endpoint, stream, self.config.extra_models)
         except ServiceError as error:
             return self._native_error(error, request_id, stream)
@@ -301,7 +326,9 @@ class _Handlers:
             faults = parse_faults(request.headers.get(HEADER))
             if faults.before is not None:
                 raise faults.before
-            parsed = parse_compatible(load_body(await request.body()), self.config.extra_models)
+            raw = await _read_body(request, self.config.max_body_bytes)
+            parsed = parse_compatible(load_body(raw, self.config.max_body_bytes),
+                                      self.config.extra_models)
         except ServiceError as error:
             return self._compat_error(error, request_id)
         gen = parsed.generation

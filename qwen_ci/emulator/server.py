@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 
 from qwen_ci.emulator.app import EmulatorConfig, create_app
 from qwen_ci.emulator.model import Model
+from qwen_ci.emulator.validation import MAX_BODY_BYTES
 from qwen_ci.sandbox import KernelPool, Limits
 from qwen_ci.sandbox.isolation import IsolationChoice
 
@@ -79,6 +80,7 @@ class Emulator:
         isolation: IsolationChoice = "auto",
         frame_delay: float = 0.0,
         max_runs: int = 8,
+        max_body_bytes: int = MAX_BODY_BYTES,
         log_level: str = "warning",
     ) -> None:
         self.config = EmulatorConfig(
@@ -90,6 +92,7 @@ class Emulator:
             isolation=isolation,
             frame_delay=frame_delay,
             max_runs=max_runs,
+            max_body_bytes=max_body_bytes,
         )
         self.host = host
         self.port = port

@@ -55,14 +55,53 @@ def known_model(model: str) -> bool:
     return model in MODELS or any(re.fullmatch(p, model) for p, _ in MODEL_PATTERNS)
 
 
-def load_body(raw: bytes) -> dict[str, Any]:
-    """The JSON object of a request body, or the service's 400."""
+MAX_BODY_BYTES = 16 << 20
+"""Largest request body accepted (the emulator's own limit; the service's is unknown)."""
+MAX_MESSAGES = 1024
+"""Most messages in one request (the emulator's own limit)."""
+MAX_DEPTH = 32
+"""Deepest JSON nesting accepted; real request bodies are about 7 levels deep."""
+
+
+def too_large(size: int, limit: int = MAX_BODY_BYTES) -> ServiceError:
+    """400 for a body over the limit."""
+    return emulator_invalid(
+        f"the request body has {size} bytes, more than the limit of {limit} bytes; "
+        "send fewer or shorter messages."
+    )
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON value, without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level <= MAX_DEPTH:
+                children = item.values() if isinstance(item, dict) else item
+                stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def load_body(raw: bytes, max_bytes: int = MAX_BODY_BYTES) -> dict[str, Any]:
+    """The JSON object of a request body, or a 400: the service's where the case is known,
+    the emulator's own for oversized or too deeply nested bodies."""
+    if len(raw) > max_bytes:
+        raise too_large(len(raw), max_bytes)
     try:
         body = json.loads(raw.decode("utf-8-sig") or "null")
+    except RecursionError:
+        raise emulator_invalid(
+            f"the request body is nested more than {MAX_DEPTH} levels deep."
+        ) from None
     except ValueError:
         raise invalid_parameter(MISSING) from None
     if not isinstance(body, dict):
         raise invalid_parameter(MISSING)
+    if _depth(body) > MAX_DEPTH:
+        raise emulator_invalid(f"the request body is nested more than {MAX_DEPTH} levels deep.")
     return body
 
 
@@ -91,6 +130,10 @@ def _text_of(content: Any) -> str | None:
 def _messages(raw: Any) -> tuple[Message, ...]:
     if not isinstance(raw, list) or not raw:
         raise invalid_parameter(BAD_MESSAGES)
+    if len(raw) > MAX_MESSAGES:
+        raise emulator_invalid(
+            f"the request has {len(raw)} messages, more than the limit of {MAX_MESSAGES}."
+        )
     messages: list[Message] = []
     for item in raw:
         if not isinstance(item, Mapping):

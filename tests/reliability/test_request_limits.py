@@ -1,0 +1,78 @@
+"""Request limits of the emulator: oversized bodies, too many messages and deeply nested
+JSON get a clear 400, and the server keeps serving."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from qwen_ci.emulator import Emulator
+from qwen_ci.emulator.validation import MAX_DEPTH, MAX_MESSAGES
+from tests.emulator.conftest import COMPAT, NATIVE, compat_body, native_body
+
+HEADERS = {"Authorization": "Bearer k", "X-DashScope-SSE": "enable"}
+LIMIT = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emulator]:
+    with Emulator(pool_size=0, max_body_bytes=LIMIT) as emulator:
+        yield emulator
+
+
+def post(emu: Emulator, path: str, content: bytes | Iterator[bytes]) -> httpx.Response:
+    return httpx.post(emu.base_url + path, content=content, headers=HEADERS, timeout=30)
+
+
+def still_serving(emu: Emulator) -> None:
+    answer = post(emu, NATIVE, json.dumps(native_body("hello")).encode())
+    assert answer.status_code == 200 and "finish_reason" in answer.text
+
+
+def error_of(response: httpx.Response) -> dict[str, object]:
+    """The error of a 400, or of an SSE error frame marked 400 (the service's shape for
+    parameter errors on streaming native requests)."""
+    text = response.text
+    assert response.status_code == 400 or ":HTTP_STATUS/400" in text, text[:300]
+    payload = json.loads(text[text.index("{"):].splitlines()[0])
+    inner = payload.get("error", payload)
+    assert isinstance(inner, dict)
+    return inner
+
+
+@pytest.mark.parametrize("path", [NATIVE, COMPAT])
+def test_oversized_body_is_a_clear_400(emu: Emulator, path: str) -> None:
+    builder = native_body if path == NATIVE else compat_body
+    big = json.dumps(builder("x" * (2 * LIMIT))).encode()
+    for content in (big, iter([big[i:i + 4096] for i in range(0, len(big), 4096)])):
+        response = post(emu, path, content)  # with Content-Length, then chunked
+        error = error_of(response)
+        assert error["code"] in ("InvalidParameter", "invalid_parameter_error")
+        assert "more than the limit of 65536 bytes" in str(error["message"])
+    still_serving(emu)
+
+
+@pytest.mark.parametrize("path", [NATIVE, COMPAT])
+def test_too_many_messages_is_a_clear_400(emu: Emulator, path: str) -> None:
+    body = native_body("hi") if path == NATIVE else compat_body("hi")
+    many = [{"role": "user", "content": "hi"}] * (MAX_MESSAGES + 1)
+    if path == NATIVE:
+        body["input"]["messages"] = many
+    else:
+        body["messages"] = many
+    response = post(emu, path, json.dumps(body).encode())
+    assert f"more than the limit of {MAX_MESSAGES}" in str(error_of(response)["message"])
+    still_serving(emu)
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH + 5, 10_000])
+def test_deeply_nested_json_is_a_clear_400(emu: Emulator, levels: int) -> None:
+    nested = "[" * levels + "]" * levels
+    raw = ('{"model":"qwen3-max-preview","input":{"messages":[{"role":"user","content":"hi",'
+           f'"x":{nested}}}]}}}}').encode()
+    response = post(emu, NATIVE, raw)
+    assert f"nested more than {MAX_DEPTH} levels" in str(error_of(response)["message"])
+    still_serving(emu)
