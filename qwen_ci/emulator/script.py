@@ -194,7 +194,7 @@ class ScenarioModel:
         >>> scenarios, _ = parse_script([{"match": "ping", "code": "print('pong')",
         ...                               "answer": "{output}!"}])
         >>> ScenarioModel(scenarios).pieces(Turn("qwen3-max", (Message("user", "ping"),)))
-        [RunCode(code="print('pong')")]
+        [RunCode(code="print('pong')", memo=None)]
     """
 
     name = "script"

@@ -492,7 +492,7 @@ class ScriptedModel:
         >>> from qwen_ci.emulator.model import Message, Turn
         >>> turn = Turn("qwen3-max", (Message("user", "What is 123 to the power of 21?"),))
         >>> ScriptedModel().pieces(turn)[-1]
-        RunCode(code='123**21')
+        RunCode(code='123**21', memo=None)
     """
 
     name = "scripted"
