@@ -267,6 +267,30 @@ def native_stream(
     return frames
 
 
+CI = "single-generation-message-with-code-interpreter-sse"
+QUESTION = "123的21次方是多少？"
+TOOL_INFO = [{"type": "code_interpreter", "code_interpreter": {"code": "123**21"}}]
+
+# two code runs, each first announced with empty code, thinking before/between/after them
+TWO_RUNS = native_stream([
+    {"reasoning": "First "},
+    {"reasoning": "compute."},
+    {"tool_info": [""]},
+    {"tool_info": ["x = 2**10"]},
+    {"reasoning": "Then ", "tool_info": ["x = 2**10"], "input_tokens": 180},
+    {"tool_info": ["x = 2**10", ""]},
+    {"tool_info": ["x = 2**10", "print(x // 4)"]},
+    {"reasoning": "done.", "tool_info": ["x = 2**10", "print(x // 4)"], "input_tokens": 260},
+    {"content": "x is 1024", "tool_info": ["x = 2**10", "print(x // 4)"]},
+    {"content": "; x//4 is 256.", "tool_info": ["x = 2**10", "print(x // 4)"]},
+    {"finish": "stop", "tool_info": ["x = 2**10", "print(x // 4)"]},
+])
+TWO_RUNS_INFO = [
+    {"type": "code_interpreter", "code_interpreter": {"code": "x = 2**10"}},
+    {"type": "code_interpreter", "code_interpreter": {"code": "print(x // 4)"}},
+]
+
+
 COMPAT_ID = "chatcmpl-2f96ef0b-5924-4dfc-b768-4d53ec538b4e"
 
 

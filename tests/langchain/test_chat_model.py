@@ -23,6 +23,11 @@ from pydantic import BaseModel, ValidationError
 from langchain_qwen_ci import PROVIDER, ChatQwenCodeInterpreter
 from qwen_ci import IncompleteStreamError, InvalidRequestError, RateLimitError
 from tests.replay import (
+    CI,
+    QUESTION,
+    TOOL_INFO,
+    TWO_RUNS,
+    TWO_RUNS_INFO,
     ReplayServer,
     Reply,
     compat_stream,
@@ -31,28 +36,6 @@ from tests.replay import (
     recorded_reply,
     recorded_texts,
 )
-
-CI = "single-generation-message-with-code-interpreter-sse"
-QUESTION = "123的21次方是多少？"
-TOOL_INFO = [{"type": "code_interpreter", "code_interpreter": {"code": "123**21"}}]
-
-TWO_RUNS = native_stream([
-    {"reasoning": "First "},
-    {"reasoning": "compute."},
-    {"tool_info": [""]},
-    {"tool_info": ["x = 2**10"]},
-    {"reasoning": "Then ", "tool_info": ["x = 2**10"], "input_tokens": 180},
-    {"tool_info": ["x = 2**10", ""]},
-    {"tool_info": ["x = 2**10", "print(x // 4)"]},
-    {"reasoning": "done.", "tool_info": ["x = 2**10", "print(x // 4)"], "input_tokens": 260},
-    {"content": "x is 1024", "tool_info": ["x = 2**10", "print(x // 4)"]},
-    {"content": "; x//4 is 256.", "tool_info": ["x = 2**10", "print(x // 4)"]},
-    {"finish": "stop", "tool_info": ["x = 2**10", "print(x // 4)"]},
-])
-TWO_RUNS_INFO = [
-    {"type": "code_interpreter", "code_interpreter": {"code": "x = 2**10"}},
-    {"type": "code_interpreter", "code_interpreter": {"code": "print(x // 4)"}},
-]
 
 
 def model(server: ReplayServer, **kwargs: Any) -> ChatQwenCodeInterpreter:

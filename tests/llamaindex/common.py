@@ -4,33 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.llms import ChatMessage, ChatResponse, CompletionResponse
+from pydantic import Field
 
 from llamaindex_qwen_ci import QwenCodeInterpreter
-from tests.replay import ReplayServer, native_stream
+from tests.replay import (  # noqa: F401 - shared scripted streams, re-exported
+    CI,
+    QUESTION,
+    TOOL_INFO,
+    TWO_RUNS,
+    TWO_RUNS_INFO,
+    ReplayServer,
+    native_stream,
+)
 
-CI = "single-generation-message-with-code-interpreter-sse"
-QUESTION = "123的21次方是多少？"
-TOOL_INFO = [{"type": "code_interpreter", "code_interpreter": {"code": "123**21"}}]
-
-# two code runs, each first announced with empty code, thinking before/between/after them
-TWO_RUNS = native_stream([
-    {"reasoning": "First "},
-    {"reasoning": "compute."},
-    {"tool_info": [""]},
-    {"tool_info": ["x = 2**10"]},
-    {"reasoning": "Then ", "tool_info": ["x = 2**10"], "input_tokens": 180},
-    {"tool_info": ["x = 2**10", ""]},
-    {"tool_info": ["x = 2**10", "print(x // 4)"]},
-    {"reasoning": "done.", "tool_info": ["x = 2**10", "print(x // 4)"], "input_tokens": 260},
-    {"content": "x is 1024", "tool_info": ["x = 2**10", "print(x // 4)"]},
-    {"content": "; x//4 is 256.", "tool_info": ["x = 2**10", "print(x // 4)"]},
-    {"finish": "stop", "tool_info": ["x = 2**10", "print(x // 4)"]},
-])
-TWO_RUNS_INFO = [
-    {"type": "code_interpreter", "code_interpreter": {"code": "x = 2**10"}},
-    {"type": "code_interpreter", "code_interpreter": {"code": "print(x // 4)"}},
-]
 THINKING = "First compute.Then done."
 ANSWER = "x is 1024; x//4 is 256."
 OK = native_stream([{"content": "ok", "finish": "stop"}])
@@ -79,3 +68,16 @@ def flat(response: Response) -> tuple[str, dict[str, Any]]:
         return response.message.content or "", {**response.message.additional_kwargs,
                                                  **response.additional_kwargs}
     return response.text, response.additional_kwargs
+
+
+class Recorder(BaseEventHandler):
+    """Keeps every event the root dispatcher sees."""
+
+    events: list[BaseEvent] = Field(default_factory=list)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "Recorder"
+
+    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
+        self.events.append(event)

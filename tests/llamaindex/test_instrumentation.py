@@ -3,14 +3,8 @@ OpenInference spans get the answer and token counts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import pytest
 from llama_index.core.base.llms.types import ChatResponse, CompletionResponse
-from llama_index.core.instrumentation import get_dispatcher
-from llama_index.core.instrumentation.event_handlers import BaseEventHandler
-from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.llm import (
     LLMChatEndEvent,
     LLMChatInProgressEvent,
@@ -19,7 +13,6 @@ from llama_index.core.instrumentation.events.llm import (
     LLMCompletionInProgressEvent,
     LLMCompletionStartEvent,
 )
-from pydantic import Field
 
 from llamaindex_qwen_ci import QwenCodeInterpreter
 from tests.llamaindex.common import (
@@ -28,6 +21,7 @@ from tests.llamaindex.common import (
     THINKING,
     TWO_RUNS,
     TWO_RUNS_INFO,
+    Recorder,
     call,
     make_llm,
     user,
@@ -37,30 +31,6 @@ from tests.replay import ReplayServer, Reply
 START = (LLMChatStartEvent, LLMCompletionStartEvent)
 END = (LLMChatEndEvent, LLMCompletionEndEvent)
 PROGRESS = (LLMChatInProgressEvent, LLMCompletionInProgressEvent)
-
-
-class Recorder(BaseEventHandler):
-    """Keeps every event the root dispatcher sees."""
-
-    events: list[BaseEvent] = Field(default_factory=list)
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "Recorder"
-
-    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
-        self.events.append(event)
-
-
-@pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    handler = Recorder(events=[])
-    root = get_dispatcher()
-    root.add_event_handler(handler)
-    try:
-        yield handler
-    finally:
-        root.event_handlers.remove(handler)
 
 
 @pytest.fixture

@@ -4,44 +4,24 @@ OpenTelemetry span events on OpenInference's LLM span, no OpenInference warnings
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from llama_index.core.instrumentation import get_dispatcher
-from llama_index.core.instrumentation.event_handlers import BaseEventHandler
-from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.llm import LLMChatStartEvent, LLMCompletionStartEvent
-from pydantic import Field
 
 from llamaindex_qwen_ci import QwenCodeInterpreter
 from llamaindex_qwen_ci.tracing import SPAN_EVENT, CodeInterpreterRunEvent
-from tests.llamaindex.common import ANSWER, ENDPOINTS, TWO_RUNS, call, make_llm, user
+from tests.llamaindex.common import (
+    ANSWER,
+    ENDPOINTS,
+    TWO_RUNS,
+    Recorder,
+    call,
+    make_llm,
+    user,
+)
 from tests.replay import ReplayServer, Reply
 
 CODES = [(0, "x = 2**10"), (1, "print(x // 4)")]
-
-
-class Recorder(BaseEventHandler):
-    events: list[BaseEvent] = Field(default_factory=list)
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "TracingRecorder"
-
-    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
-        self.events.append(event)
-
-
-@pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    handler = Recorder(events=[])
-    root = get_dispatcher()
-    root.add_event_handler(handler)
-    try:
-        yield handler
-    finally:
-        root.event_handlers.remove(handler)
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
