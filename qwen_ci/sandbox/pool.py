@@ -107,10 +107,14 @@ class KernelPool:
         if self._closed or self._ready is None:
             return
         wanted = max(self.size, self._waiters)
-        while self._ready.qsize() + len(self._starting) < wanted:
+        # a finished boot stays in _starting until its done-callback runs on a later loop
+        # iteration: counting it would leave the pool short after a burst
+        starting = sum(1 for task in self._starting if not task.done())
+        while self._ready.qsize() + starting < wanted:
             task = asyncio.get_running_loop().create_task(self._boot())
             self._starting.add(task)
             task.add_done_callback(self._starting.discard)
+            starting += 1
 
     async def _boot(self) -> None:
         assert self._ready is not None and self.isolation is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -74,3 +75,19 @@ async def test_rlimits_only_mode_warns_and_still_limits(caplog: pytest.LogCaptur
             assert result.status == "error" and "MemoryError" in result.error
             assert (await session.run("print(6 * 7)")).stdout == "42\n"
     assert wait_no_descendants() == set()
+
+
+async def test_pool_boots_back_to_its_size_after_a_burst() -> None:
+    """A burst larger than the pool must not leave it short afterwards (a finished boot
+    was once counted as still booting)."""
+    async with KernelPool(size=2, limits=LIMITS) as pool:
+        await pool.wait_warm()
+        for _ in range(2):
+
+            async def one() -> None:
+                async with pool.session() as session:
+                    await session.run("1")
+
+            await asyncio.gather(*(one() for _ in range(5)))
+            await pool.wait_warm(within=30)
+            assert pool.warm == 2
