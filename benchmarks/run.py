@@ -93,6 +93,11 @@ TARGETS: list[tuple[str, str, float]] = [
 ]
 FLAT = 1.25  # largest allowed growth of time per frame from the smaller sizes to the largest
 WARM_P50 = 0.030
+#: why a flatness target can be missed (explained in NOTES.md)
+FLAT_NOTES = {
+    "li.dashscope.stream_chat": "LlamaIndex's cumulative message per chunk, see notes",
+    "lc.dashscope.stream": "langchain-core keeps every chunk of a stream, see notes",
+}
 COLD_WAIT = 0.05  # an acquire longer than this waited for a kernel to boot
 WARM_UP = True  # one untimed call per case before the rounds (off in the smoke run)
 
@@ -336,17 +341,18 @@ def _target_rows(res: dict[str, Any], config: Config) -> list[tuple[str, str, st
             rows.append((f"`{case}` ≤ {limit}× `{base}`", "baseline not installed", "", False))
             continue
         r = ratio(cmp[case], cmp[base])
-        rows.append((f"`{case}` ≤ {limit}× `{base}` (CPU/frame)", r.fmt(), "", r.median <= limit))
+        note = "" if r.median <= limit else "see notes"
+        rows.append((f"`{case}` ≤ {limit}× `{base}` (CPU/frame)", r.fmt(), note,
+                     r.median <= limit))
     small, mid, big = config.sizes
     scaling = res["scaling"]
     for key in ("core.dashscope", "lc.dashscope.stream", "lc.dashscope.invoke",
                 "li.dashscope.chat", "li.dashscope.stream_chat"):
         growth = _growth(scaling, key, config)
-        if growth is None:
-            continue
-        note = "known: cumulative message per chunk (see notes)" if "stream_chat" in key else ""
         raw = _growth(scaling, key, config, raw=True)
-        assert raw is not None
+        if growth is None or raw is None:
+            continue
+        note = FLAT_NOTES.get(key, "") if (growth or 0) > FLAT or (raw or 0) > FLAT else ""
         rows.append((f"flat: `{key}` {big:,}-frame CPU/frame ≤ {FLAT}× the {small:,} and "
                      f"{mid:,} ones", f"{raw:.2f}× ({growth:.2f}× relative to the floor)",
                      note, raw <= FLAT))
@@ -579,7 +585,7 @@ def plot(res: dict[str, Any], config: Config, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     scaling: dict[int, dict[str, list[Sample]]] = res["scaling"]
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    fig, ax = plt.subplots(figsize=(12, 5.5))
     for key in SCALING:
         sizes = [s for s in config.sizes if key in scaling[s]]
         if not sizes:
@@ -598,7 +604,7 @@ def plot(res: dict[str, Any], config: Config, path: Path) -> None:
     ax.set_ylabel("client CPU per frame (µs)")
     ax.set_title("Time per frame against stream length (median, min–max)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
