@@ -1,0 +1,1 @@
+"""Tests that run real outside components (SDKs, tracers, resolvers) in side environments."""
