@@ -25,7 +25,7 @@ from qwen_ci.errors import (
     ServiceUnavailableError,
     StreamError,
 )
-from qwen_ci.events import CodeRun, Event, Finish, ReasoningDelta, SearchInfo, TextDelta, Usage
+from qwen_ci.events import CodeRun, CodeStart, Event, Finish, ReasoningDelta, SearchInfo, TextDelta, Usage
 from qwen_ci.request import Options, WireRequest, build
 from qwen_ci.result import Accumulator, Result, acollect, collect
 
@@ -42,6 +42,7 @@ __all__ = [
     "BadRequestError",
     "Client",
     "CodeRun",
+    "CodeStart",
     "Event",
     "Finish",
     "IncompleteStreamError",

@@ -21,6 +21,18 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class CodeStart:
+    """A run started: its code first appeared non-empty in a ``tool_info`` snapshot.
+
+    The service executes the code now; ``code`` is what was known at that moment.
+    The same ``index``'s :class:`CodeRun` follows once the code is final, and its code wins.
+    """
+
+    index: int
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
 class CodeRun:
     """One executed code block, emitted once when its code is final.
 
@@ -68,4 +80,4 @@ class Finish:
     raw: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
-Event = ReasoningDelta | TextDelta | CodeRun | SearchInfo | Usage | Finish
+Event = ReasoningDelta | TextDelta | CodeStart | CodeRun | SearchInfo | Usage | Finish
