@@ -35,7 +35,16 @@ from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 from langchain_qwen_ci.content_blocks import PROVIDER
 from qwen_ci.config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_MODEL, DEFAULT_REGION
 from qwen_ci.errors import InvalidRequestError
-from qwen_ci.events import CodeRun, Event, Finish, ReasoningDelta, SearchInfo, TextDelta, Usage
+from qwen_ci.events import (
+    CodeRun,
+    CodeStart,
+    Event,
+    Finish,
+    ReasoningDelta,
+    SearchInfo,
+    TextDelta,
+    Usage,
+)
 from qwen_ci.request import STRUCTURED_ERROR, TOOLS_ERROR, check_no_tools
 from qwen_ci.result import Result, acollect, collect
 from qwen_ci.session import SESSION_FIELDS, Session, SessionCache
@@ -464,6 +473,8 @@ class _ChunkBuilder:
         elif isinstance(event, Usage):
             self._usage = event
             return None
+        elif isinstance(event, CodeStart):
+            return None  # the chunk contract carries a run once, when final
         else:
             message = AIMessageChunk(
                 content="",

@@ -25,7 +25,16 @@ from qwen_ci.errors import (
     ServiceUnavailableError,
     StreamError,
 )
-from qwen_ci.events import CodeRun, CodeStart, Event, Finish, ReasoningDelta, SearchInfo, TextDelta, Usage
+from qwen_ci.events import (
+    CodeRun,
+    CodeStart,
+    Event,
+    Finish,
+    ReasoningDelta,
+    SearchInfo,
+    TextDelta,
+    Usage,
+)
 from qwen_ci.request import Options, WireRequest, build
 from qwen_ci.result import Accumulator, Result, acollect, collect
 
