@@ -33,12 +33,15 @@ from qwen_ci.emulator.validation import (
 from qwen_ci.emulator.wire import (
     INTERNAL_ERROR,
     INVALID_API_KEY,
+    NATIVE_HEADERS,
+    NATIVE_STREAM_HEADERS,
     CompatStream,
     ServiceError,
     compat_status,
     native_complete,
     native_event,
     native_payload,
+    native_text_payload,
     new_request_id,
 )
 from qwen_ci.sandbox import KernelPool, Limits
@@ -242,12 +245,14 @@ class _Handlers:
         headers = {"x-request-id": request_id, "cache-control": "no-cache"}
         if not parsed.stream:
             try:
-                text, _, last = await self._collect(parsed)
+                text, reasoning, last = await self._collect(parsed)
             except ServiceError as error:
                 return self._native_error(error, request_id, stream)
             return JSONResponse(
-                native_complete(text, last, request_id, multimodal=parsed.multimodal),
-                headers=headers,
+                native_complete(text, reasoning, last, request_id,
+                                thinking=parsed.generation.thinking,
+                                multimodal=parsed.multimodal, text_format=parsed.text_format),
+                headers={**headers, **NATIVE_HEADERS},
             )
 
         def error_chunk(sent: int) -> bytes:
@@ -259,7 +264,7 @@ class _Handlers:
             primed = await _Primed.start(chunks)
         except ServiceError as error:
             return self._native_error(error, request_id, stream)
-        return _EventStream(primed, headers)
+        return _EventStream(primed, {**headers, **NATIVE_STREAM_HEADERS})
 
     async def _native_chunks(
         self, parsed: Parsed, request_id: str
@@ -277,8 +282,11 @@ class _Handlers:
                                       frame.input_tokens, frame.output_tokens,
                                       frame.reasoning_tokens)
                     index += 1
-                    payload = native_payload(frame, request_id, thinking=gen.thinking,
-                                             multimodal=parsed.multimodal)
+                    if parsed.text_format:
+                        payload = native_text_payload(frame, request_id)
+                    else:
+                        payload = native_payload(frame, request_id, thinking=gen.thinking,
+                                                 multimodal=parsed.multimodal)
                     yield native_event(payload, index)
         except Exception as exc:
             error = _service_error(exc)
@@ -289,7 +297,7 @@ class _Handlers:
 
     @staticmethod
     def _native_error(error: ServiceError, request_id: str, stream: bool) -> Response:
-        headers = {"x-request-id": request_id}
+        headers = {"x-request-id": request_id, **NATIVE_HEADERS}
         if stream and error.sse:
             event = native_event(error.native_body(request_id), 1, status=error.status,
                                  event="error")

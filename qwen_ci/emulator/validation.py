@@ -7,14 +7,13 @@ section 5); where they are not, the message starts with ``qwen-ci emulator:``.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from qwen_ci.config import MODEL_PATTERNS, MODELS, Endpoint, model_info
 from qwen_ci.emulator.engine import Generation
 from qwen_ci.emulator.model import Message, Role
+from qwen_ci.emulator.service import Endpoint, ServedModel, served
 from qwen_ci.emulator.wire import (
     URL_ERROR,
     ServiceError,
@@ -28,6 +27,7 @@ BAD_MESSAGES = "Role must be user or assistant and Content length must be greate
 NOT_STREAMING = "parameter.enable_thinking must be set to false for non-streaming calls"
 NOT_INCREMENTAL = 'The incremental_output parameter must be "true" when enable_thinking is true'
 JSON_MODE = "Json mode response is not supported when enable_thinking is true"
+RESULT_FORMAT = 'The result_format parameter must be "message" when enable_thinking is true'
 _JSON_FORMATS = ("json_object", "json_schema")
 _ROLES: tuple[Role, ...] = ("system", "user", "assistant")
 
@@ -48,11 +48,13 @@ class Parsed:
     incremental: bool = True
     multimodal: bool = False
     include_usage: bool = True
+    text_format: bool = False
+    """Native ``result_format: "text"``: frames carry ``output.text``."""
 
 
 def known_model(model: str) -> bool:
-    """True for models in the core's model table (exact names or family patterns)."""
-    return model in MODELS or any(re.fullmatch(p, model) for p, _ in MODEL_PATTERNS)
+    """True for the exact model names the service accepts (the emulator's own table)."""
+    return served(model) is not None
 
 
 MAX_BODY_BYTES = 16 << 20
@@ -150,13 +152,16 @@ def _messages(raw: Any) -> tuple[Message, ...]:
     return tuple(messages)
 
 
-def _model(body: Mapping[str, Any], extra_models: Collection[str] = ()) -> str:
+def _model(
+    body: Mapping[str, Any], extra_models: Collection[str] = ()
+) -> tuple[str, ServedModel]:
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise invalid_parameter(MISSING)
-    if model not in extra_models and not known_model(model):
+    entry = served(model, extra_models)
+    if entry is None:
         raise model_not_found(model)
-    return model
+    return model, entry
 
 
 def _stop(value: Any) -> tuple[str, ...]:
@@ -174,7 +179,7 @@ def _positive(name: str, value: Any, maximum: int | None = None) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or (
         maximum is not None and value > maximum
     ):
-        if name == "thinking_budget":
+        if name == "thinking_budget" and maximum is not None:
             raise invalid_parameter(
                 "The thinking_budget parameter must be a positive integer and not greater "
                 f"than {maximum}"
@@ -183,14 +188,27 @@ def _positive(name: str, value: Any, maximum: int | None = None) -> int | None:
     return value
 
 
+def _thinking(model: str, entry: ServedModel, value: Any) -> bool:
+    """Thinking on or off: ``enable_thinking`` if sent, else the model's default."""
+    if value is None or entry.thinking == "always":
+        return entry.thinking_default or entry.thinking == "always"
+    if not isinstance(value, bool):
+        raise emulator_invalid(f"enable_thinking must be true or false (got {value!r}).")
+    if value and entry.thinking == "never":
+        raise emulator_invalid(
+            f"the model {model} has no thinking mode; leave enable_thinking unset or use a "
+            "thinking model such as qwen3-max (the real service's answer is unknown)."
+        )
+    return value
+
+
 def _common(
-    model: str, options: Mapping[str, Any], stream: bool, extra_models: Collection[str] = ()
+    model: str, entry: ServedModel, options: Mapping[str, Any], stream: bool
 ) -> tuple[bool, bool]:
     """Checks shared by both protocols; returns (thinking, code_interpreter)."""
-    thinking = options.get("enable_thinking") is True
+    thinking = _thinking(model, entry, options.get("enable_thinking"))
     code_interpreter = options.get("enable_code_interpreter") is True
-    info = model_info(model)
-    if thinking and not stream:
+    if thinking and not stream and not entry.non_streaming_thinking:
         raise invalid_parameter(NOT_STREAMING)
     response_format = options.get("response_format")
     if (
@@ -200,6 +218,11 @@ def _common(
     ):
         raise invalid_parameter(JSON_MODE)
     if code_interpreter:
+        if not entry.code_interpreter:
+            raise emulator_invalid(
+                f"the model {model} does not support the code interpreter; use qwen3-max, "
+                "qwen3-max-preview or qwen3.5-plus."
+            )
         if options.get("tools"):
             raise emulator_invalid(
                 "enable_code_interpreter cannot be combined with tools (function calling); "
@@ -210,14 +233,29 @@ def _common(
                 "enable_code_interpreter needs enable_thinking=true (the real service "
                 "requires thinking mode; its exact message is unknown)."
             )
-        if not info.code_interpreter and model not in extra_models:
-            raise emulator_invalid(f"the model {model} does not support the code interpreter.")
+        if not stream:
+            raise emulator_invalid(
+                "enable_code_interpreter needs a streaming call (the real service supports "
+                "only streaming output here; its exact message is unknown)."
+            )
     return thinking, code_interpreter
 
 
-def _budget(model: str, value: Any) -> int | None:
-    info = model_info(model)
-    return _positive("thinking_budget", value, info.max_thinking_tokens or info.max_output_tokens)
+def _budget(entry: ServedModel, value: Any) -> int | None:
+    return _positive("thinking_budget", value, entry.max_thinking_tokens)
+
+
+def _result_format(entry: ServedModel, value: Any, endpoint: Endpoint, thinking: bool) -> bool:
+    """Whether the answer goes out as ``output.text``; thinking needs ``message``."""
+    result_format = entry.result_format_default if value is None else value
+    if result_format not in ("text", "message"):
+        raise emulator_invalid(
+            f"result_format must be 'message' or 'text' (got {result_format!r})."
+        )
+    if thinking and result_format == "text":
+        raise invalid_parameter(RESULT_FORMAT)
+    # the multimodal endpoint answers in the message shape (its text format is unknown)
+    return result_format == "text" and endpoint == "text"
 
 
 def parse_native(
@@ -227,8 +265,8 @@ def parse_native(
 
     ``extra_models`` are accepted besides the service's model table (self-hosted mode).
     """
-    model = _model(body, extra_models)
-    if model_info(model).endpoint != endpoint:
+    model, entry = _model(body, extra_models)
+    if entry.endpoint != endpoint:
         raise URL_ERROR
     source = body.get("input")
     if not isinstance(source, Mapping):
@@ -242,37 +280,34 @@ def parse_native(
     params = body.get("parameters") or {}
     if not isinstance(params, Mapping):
         raise invalid_parameter(MISSING)
-    thinking, code_interpreter = _common(model, params, stream, extra_models)
-    incremental = params.get("incremental_output") is True
-    if thinking and not incremental:
+    thinking, code_interpreter = _common(model, entry, params, stream)
+    sent = params.get("incremental_output")
+    incremental = entry.incremental_default if sent is None else sent is True
+    if thinking and stream and not incremental:
         raise invalid_parameter(NOT_INCREMENTAL)
-    result_format = params.get("result_format")
-    if thinking and result_format not in (None, "message"):
-        raise emulator_invalid(
-            f"thinking mode needs result_format 'message' (got {result_format!r}); the real "
-            "service's message for this is unknown."
-        )
+    text_format = _result_format(entry, params.get("result_format"), endpoint, thinking)
     generation = Generation(
         model=model,
         messages=messages,
         code_interpreter=code_interpreter,
         thinking=thinking,
         max_tokens=_positive("max_tokens", params.get("max_tokens")),
-        thinking_budget=_budget(model, params.get("thinking_budget")),
+        thinking_budget=_budget(entry, params.get("thinking_budget")),
         stop=_stop(params.get("stop")),
         options={k: v for k, v in params.items() if k in ("temperature", "top_p", "seed")},
     )
-    return Parsed(generation, stream, incremental, endpoint == "multimodal")
+    return Parsed(generation, stream, incremental, endpoint == "multimodal",
+                  text_format=text_format)
 
 
 def parse_compatible(body: Mapping[str, Any], extra_models: Collection[str] = ()) -> Parsed:
     """Validate a compatible-mode chat completion request (``extra_models``: as above)."""
-    model = _model(body, extra_models)
+    model, entry = _model(body, extra_models)
     if "messages" not in body:
         raise invalid_parameter(MISSING)
     messages = _messages(body.get("messages"))
     stream = body.get("stream") is True
-    thinking, code_interpreter = _common(model, body, stream, extra_models)
+    thinking, code_interpreter = _common(model, entry, body, stream)
     stream_options = body.get("stream_options")
     include_usage = isinstance(stream_options, Mapping) and stream_options.get(
         "include_usage"
@@ -283,7 +318,7 @@ def parse_compatible(body: Mapping[str, Any], extra_models: Collection[str] = ()
         code_interpreter=code_interpreter,
         thinking=thinking,
         max_tokens=_positive("max_tokens", body.get("max_tokens")),
-        thinking_budget=_budget(model, body.get("thinking_budget")),
+        thinking_budget=_budget(entry, body.get("thinking_budget")),
         stop=_stop(body.get("stop")),
         options={k: v for k, v in body.items() if k in ("temperature", "top_p", "seed")},
     )

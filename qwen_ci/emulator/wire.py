@@ -19,6 +19,12 @@ from qwen_ci.emulator.engine import Frame
 EMULATOR_PREFIX = "qwen-ci emulator: "
 """Messages of errors whose real text is unknown start with this."""
 
+NATIVE_HEADERS = {"x-dashscope-call-gateway": "true"}
+"""Sent on every native response, errors included (as recorded)."""
+NATIVE_STREAM_HEADERS = {**NATIVE_HEADERS, "x-dashscope-timeout": "298",
+                         "x-dashscope-finished": "false"}
+"""Sent on native streams (as recorded for qwen3-max-preview with the code interpreter)."""
+
 
 def dumps(payload: Any) -> str:
     """Compact JSON as the service sends it (UTF-8, no spaces)."""
@@ -75,23 +81,37 @@ def native_payload(frame: Frame, request_id: str, *, thinking: bool,
     return {"output": output, "usage": native_usage(frame, thinking), "request_id": request_id}
 
 
-def native_complete(text: str, last: Frame, request_id: str, *, multimodal: bool) -> dict[str, Any]:
-    """A non-streaming native response (thinking off)."""
-    content: Any = [{"text": text}] if multimodal else text
+def native_text_payload(frame: Frame, request_id: str) -> dict[str, Any]:
+    """The ``data`` object of a ``result_format: "text"`` frame: ``output.text``."""
     return {
-        "output": {
-            "choices": [
-                {
-                    "finish_reason": last.finish or "stop",
-                    "message": {"role": "assistant", "content": content},
-                }
-            ]
-        },
-        "usage": {
-            "input_tokens": last.input_tokens,
-            "output_tokens": last.output_tokens,
-            "total_tokens": last.total_tokens,
-        },
+        "output": {"finish_reason": frame.finish or "null", "text": frame.content},
+        "usage": native_usage(frame, thinking=False),
+        "request_id": request_id,
+    }
+
+
+def native_complete(
+    text: str, reasoning: str, last: Frame, request_id: str, *, thinking: bool,
+    multimodal: bool, text_format: bool = False,
+) -> dict[str, Any]:
+    """A non-streaming native response (``reasoning_content`` when thinking)."""
+    usage: dict[str, Any] = {
+        "input_tokens": last.input_tokens,
+        "output_tokens": last.output_tokens,
+        "total_tokens": last.total_tokens,
+    }
+    if thinking:
+        usage["output_tokens_details"] = {"reasoning_tokens": last.reasoning_tokens}
+    if text_format:
+        output: dict[str, Any] = {"finish_reason": last.finish or "stop", "text": text}
+        return {"output": output, "usage": usage, "request_id": request_id}
+    content: Any = [{"text": text}] if multimodal else text
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if thinking:
+        message["reasoning_content"] = reasoning
+    return {
+        "output": {"choices": [{"finish_reason": last.finish or "stop", "message": message}]},
+        "usage": usage,
         "request_id": request_id,
     }
 
@@ -176,12 +196,13 @@ class CompatStream:
 
     def error(self, error: ServiceError, request_id: str) -> bytes:
         """An error inside a 200 stream: ``data: {"error": ...}``."""
-        return f"data: {dumps(error.compat_body(request_id))}\n\n".encode()
+        chunk_id = self.chunk_id if error.parameter_error else None
+        return f"data: {dumps(error.compat_body(request_id, chunk_id))}\n\n".encode()
 
     def complete(self, text: str, reasoning: str, frame: Frame) -> dict[str, Any]:
-        """A non-streaming ``chat.completion`` (thinking off)."""
+        """A non-streaming ``chat.completion`` (``reasoning_content`` when thinking)."""
         message: dict[str, Any] = {"content": text, "role": "assistant"}
-        if reasoning:
+        if self.thinking:
             message["reasoning_content"] = reasoning
         return {
             "choices": [
@@ -232,6 +253,9 @@ class ServiceError(Exception):
     sse: bool = False
     """Native streaming requests get this error as an ``event:error`` frame in a 200
     response (as recorded for parameter errors) instead of a JSON body."""
+    parameter_error: bool = False
+    """Compatible mode answers it like the real parameter errors: ``code`` first and a
+    ``chatcmpl-`` id beside the request id."""
 
     def native_body(self, request_id: str) -> dict[str, Any]:
         """``{"code","message","request_id"}`` (no ``code`` when the service sends none)."""
@@ -243,15 +267,18 @@ class ServiceError(Exception):
         return body
 
     def compat_body(self, request_id: str, chunk_id: str | None = None) -> dict[str, Any]:
-        """``{"error": {...}, "request_id": ...}`` of compatible mode."""
-        body: dict[str, Any] = {
-            "error": {
-                "message": self.compat_message or self.message,
-                "type": self.compat_type,
-                "param": None,
-                "code": self.compat_code,
-            }
-        }
+        """``{"error": {...}, "request_id": ...}`` of compatible mode, in the key order of
+        the real bodies (the 401 as recorded; parameter errors as quoted in public bug
+        reports, with an ``id``)."""
+        message = self.compat_message or self.message
+        if self.parameter_error:
+            error = {"code": self.compat_code, "message": message, "param": None,
+                     "type": self.compat_type}
+            chunk_id = chunk_id or f"chatcmpl-{uuid.uuid4()}"
+        else:
+            error = {"message": message, "type": self.compat_type, "param": None,
+                     "code": self.compat_code}
+        body: dict[str, Any] = {"error": error}
         if chunk_id:
             body["id"] = chunk_id
         body["request_id"] = request_id
@@ -259,10 +286,12 @@ class ServiceError(Exception):
 
 
 def invalid_parameter(message: str) -> ServiceError:
-    """400 ``InvalidParameter`` / ``invalid_parameter_error``."""
+    """400 ``InvalidParameter`` / ``invalid_parameter_error``, the same message in both
+    protocols (real compatible-mode bodies carry no ``<400> InternalError.Algo...`` prefix
+    for these messages)."""
     return ServiceError(
-        400, "InvalidParameter", message, "invalid_parameter_error",
-        compat_message=f"<400> InternalError.Algo.InvalidParameter: {message}", sse=True,
+        400, "InvalidParameter", message, "invalid_parameter_error", sse=True,
+        parameter_error=True,
     )
 
 

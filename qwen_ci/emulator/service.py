@@ -1,0 +1,124 @@
+"""What the hosted service accepts, model by model: the emulator's own table.
+
+Written from the service's documentation and recorded traffic (each entry names its
+source), not taken from the client's table in :mod:`qwen_ci.config`: a wrong entry there
+must not be reproduced here, and ``tests/emulator/test_service_table.py`` compares the two.
+Only exact names are accepted, as the service does (no family patterns: a typo such as
+``qwen3-max-preveiw`` gets ``Model not exist.``).
+
+Sources (short names used in the table):
+
+- ``seed``: the code-interpreter page of 2025-11-04 (``shared/seed``): qwen3-max-preview,
+  thinking mode and streaming required.
+- ``ci-page``: the newest code-interpreter page (help.aliyun.com / alibabacloud.com
+  ``model-studio/qwen-code-interpreter``, docs.qwencloud.com ``code-interpreter``): models
+  qwen3-max, qwen3-max-2026-01-23 ("requires thinking mode"), qwen3.5-plus(-2026-02-15),
+  qwen3.6-plus(-2026-04-02); qwen3.5-plus called through ``MultiModalConversation``
+  without ``incremental_output``, answered incrementally.
+- ``api-ref``: the DashScope API reference: ``incremental_output`` defaults to true for
+  Qwen3-Max, Qwen3-VL, Qwen3 open-source, QwQ and QVQ models, false for the rest;
+  non-streaming thinking supported for qwen3-max-preview and qwen3.5-plus.
+- ``visual-reasoning``: the visual-reasoning page: qwen3.5-plus and later Plus models think
+  by default (hybrid), qwen3-vl-plus / qwen3-vl-flash do not; both allow non-streaming
+  calls; QVQ streams only.
+- ``deep-thinking``: the deep-thinking page: qwen-plus, qwen-flash, qwen-turbo are hybrid
+  thinking models (``enable_thinking`` switches per request, off by default); QwQ thinks
+  always; thinking mode of these models streams only
+  (``parameter.enable_thinking must be set to false for non-streaming calls``).
+- ``recorded``: ``shared/fixtures/recorded``: qwen-max and qwen-plus answer ordinary
+  requests, qwen-plus-latest thinks with ``thinking_budget``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Literal
+
+Endpoint = Literal["text", "multimodal"]
+Thinking = Literal["never", "hybrid", "always"]
+"""No thinking mode; thinking switched by ``enable_thinking``; thinking that cannot be
+turned off."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """What the service accepts for one model.
+
+    Example:
+        >>> SERVED["qwen3.5-plus"].thinking_default
+        True
+        >>> SERVED["qwen3-max"].endpoint
+        'text'
+    """
+
+    endpoint: Endpoint
+    """Native path that serves it (the other gets ``url error, please check url!``)."""
+    code_interpreter: bool
+    """``enable_code_interpreter`` accepted."""
+    thinking: Thinking
+    thinking_default: bool
+    """Thinking when ``enable_thinking`` is not sent."""
+    non_streaming_thinking: bool
+    """Thinking allowed in a non-streaming call (else the documented 400)."""
+    incremental_default: bool
+    """``incremental_output`` when not sent (native protocol)."""
+    result_format_default: Literal["text", "message"]
+    """``result_format`` when not sent (native text endpoint)."""
+    max_thinking_tokens: int | None
+    """Largest ``thinking_budget`` (None: not documented, the emulator does not cap it)."""
+    source: str
+
+
+_QWEN3_MAX = ServedModel("text", True, "hybrid", False, False, True, "message", 81_920,
+                         "seed, ci-page, api-ref")
+_QWEN3_MAX_PREVIEW = ServedModel("text", True, "hybrid", False, True, True, "message",
+                                 81_920, "seed, api-ref (non-streaming thinking)")
+_PLUS_MULTIMODAL = ServedModel("multimodal", True, "hybrid", True, True, True, "message",
+                               None, "ci-page, visual-reasoning, api-ref")
+_QWEN3_VL = ServedModel("multimodal", False, "hybrid", False, True, True, "message", None,
+                        "visual-reasoning, api-ref")
+_HYBRID_TEXT = ServedModel("text", False, "hybrid", False, False, False, "text", None,
+                           "deep-thinking, api-ref, recorded")
+_PLAIN_TEXT = ServedModel("text", False, "never", False, False, False, "text", None,
+                          "api-ref, recorded")
+_QWQ = ServedModel("text", False, "always", True, False, True, "message", None,
+                   "deep-thinking, api-ref")
+
+SERVED: dict[str, ServedModel] = {
+    # the code interpreter's models
+    "qwen3-max-preview": _QWEN3_MAX_PREVIEW,
+    "qwen3-max": _QWEN3_MAX,
+    "qwen3-max-2026-01-23": _QWEN3_MAX,
+    "qwen3.5-plus": _PLUS_MULTIMODAL,
+    "qwen3.5-plus-2026-02-15": _PLUS_MULTIMODAL,
+    "qwen3.6-plus": _PLUS_MULTIMODAL,
+    "qwen3.6-plus-2026-04-02": _PLUS_MULTIMODAL,
+    # common models without the interpreter (recorded traffic and everyday clients)
+    "qwen3-vl-plus": _QWEN3_VL,
+    "qwen3-vl-flash": _QWEN3_VL,
+    "qwen-max": _PLAIN_TEXT,
+    "qwen-max-latest": _PLAIN_TEXT,
+    "qwen-plus": _HYBRID_TEXT,
+    "qwen-plus-latest": _HYBRID_TEXT,
+    "qwen-flash": _HYBRID_TEXT,
+    "qwen-turbo": _HYBRID_TEXT,
+    "qwen-turbo-latest": _HYBRID_TEXT,
+    "qwq-plus": _QWQ,
+}
+"""Exact model names the emulator serves, as the service accepts them."""
+
+EXTRA_MODEL = ServedModel("text", True, "hybrid", False, False, False, "message", None,
+                          "the emulator's own: a self-hosted upstream model")
+"""How a model added with ``extra_models`` (self-hosted mode) is served."""
+
+
+def served(model: str, extra_models: Collection[str] = ()) -> ServedModel | None:
+    """The entry for ``model``; None when the service does not know it."""
+    entry = SERVED.get(model)
+    if entry is None and model in extra_models:
+        return EXTRA_MODEL
+    return entry
+
+
+__all__ = ["EXTRA_MODEL", "SERVED", "Endpoint", "ServedModel", "Thinking", "served"]

@@ -1,0 +1,41 @@
+"""The emulator's table of what the service accepts against the client's own model table.
+
+The two are written separately from the sources; a disagreement is a bug in one of them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from qwen_ci import config
+from qwen_ci.emulator.service import SERVED
+from qwen_ci.emulator.validation import known_model
+
+
+@pytest.mark.parametrize("model", sorted(config.MODELS))
+def test_every_model_the_client_lists_is_served_alike(model: str) -> None:
+    assert model in SERVED, f"the client lists {model}, the service table does not"
+    client, service = config.MODELS[model], SERVED[model]
+    assert client.endpoint == service.endpoint
+    assert client.code_interpreter == service.code_interpreter
+    assert client.max_thinking_tokens == service.max_thinking_tokens
+
+
+@pytest.mark.parametrize("model", sorted(SERVED))
+def test_the_client_routes_every_served_model_as_the_service_does(model: str) -> None:
+    info = config.model_info(model)
+    assert info.endpoint == SERVED[model].endpoint, f"{model}: wrong native endpoint"
+    assert info.code_interpreter == SERVED[model].code_interpreter, model
+
+
+def test_the_services_models_need_thinking_for_the_interpreter() -> None:
+    for name, entry in SERVED.items():
+        if entry.code_interpreter:
+            assert entry.thinking == "hybrid", name
+            assert entry.incremental_default, name  # the interpreter's models stream deltas
+
+
+def test_typos_are_not_models() -> None:
+    assert known_model("qwen3-max-preview")
+    for typo in ("qwen3-max-preveiw", "qwen3-max-", "qwen3.5-plus-2099-01-01", "QWEN3-MAX"):
+        assert not known_model(typo)
