@@ -95,13 +95,7 @@ def native_complete(
     multimodal: bool, text_format: bool = False,
 ) -> dict[str, Any]:
     """A non-streaming native response (``reasoning_content`` when thinking)."""
-    usage: dict[str, Any] = {
-        "input_tokens": last.input_tokens,
-        "output_tokens": last.output_tokens,
-        "total_tokens": last.total_tokens,
-    }
-    if thinking:
-        usage["output_tokens_details"] = {"reasoning_tokens": last.reasoning_tokens}
+    usage = native_usage(last, thinking)
     if text_format:
         output: dict[str, Any] = {"finish_reason": last.finish or "stop", "text": text}
         return {"output": output, "usage": usage, "request_id": request_id}
