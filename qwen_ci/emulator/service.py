@@ -114,11 +114,12 @@ EXTRA_MODEL = ServedModel("text", True, "hybrid", False, False, False, "message"
 
 
 def served(model: str, extra_models: Collection[str] = ()) -> ServedModel | None:
-    """The entry for ``model``; None when the service does not know it."""
-    entry = SERVED.get(model)
-    if entry is None and model in extra_models:
+    """The entry for ``model``; None when the service does not know it. A name in
+    ``extra_models`` is the self-hosted upstream model, even when the service has a model
+    of that name (``qwen-plus`` behind ``qwen-ci serve`` gets the interpreter)."""
+    if model in extra_models:
         return EXTRA_MODEL
-    return entry
+    return SERVED.get(model)
 
 
 __all__ = ["EXTRA_MODEL", "SERVED", "Endpoint", "ServedModel", "Thinking", "served"]

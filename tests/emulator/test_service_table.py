@@ -9,7 +9,7 @@ import pytest
 
 from qwen_ci import config
 from qwen_ci.emulator.service import SERVED
-from qwen_ci.emulator.validation import known_model
+from qwen_ci.emulator.validation import known_model, parse_native
 
 
 @pytest.mark.parametrize("model", sorted(config.MODELS))
@@ -39,3 +39,11 @@ def test_typos_are_not_models() -> None:
     assert known_model("qwen3-max-preview")
     for typo in ("qwen3-max-preveiw", "qwen3-max-", "qwen3.5-plus-2099-01-01", "QWEN3-MAX"):
         assert not known_model(typo)
+
+
+def test_a_self_hosted_upstream_model_gets_the_interpreter_even_with_a_service_name() -> None:
+    body = {"model": "qwen-plus", "input": {"messages": [{"role": "user", "content": "hi"}]},
+            "parameters": {"enable_code_interpreter": True, "enable_thinking": True,
+                           "incremental_output": True}}
+    parsed = parse_native(body, "text", stream=True, extra_models=("qwen-plus",))
+    assert parsed.generation.code_interpreter and parsed.generation.thinking
