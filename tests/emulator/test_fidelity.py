@@ -293,3 +293,20 @@ def test_multimodal_content_is_a_list_of_text_parts(emulator: Emulator) -> None:
     assert ANSWER in "".join(part["text"] for c in contents for part in c)
     assert all(isinstance(f["output"]["choices"][0]["message"]["reasoning_content"], str)
                for f in data)
+
+
+def test_thinking_only_and_non_thinking_models(emulator: Emulator) -> None:
+    # QwQ always thinks, and only while streaming
+    data = frames(post(emulator, NATIVE, sdk_body("Hello", "qwq-plus")).text)
+    assert pieces(data, "reasoning_content") and pieces(data, "content")
+    response = post(emulator, NATIVE, sdk_body("Hello", "qwq-plus"), headers=JSON_HEADERS)
+    assert (response.status_code, response.json()["message"]) == (400, NOT_STREAMING)
+    # qwen-max has no thinking mode: asking for it is refused in the emulator's words
+    body = sdk_body("Hello", "qwen-max", enable_thinking=True, incremental_output=True)
+    message = error_event(post(emulator, NATIVE, body).text)["message"]
+    assert message.startswith(EMULATOR_PREFIX) and "no thinking mode" in message
+    # and the interpreter on a model without it names the models that have it
+    body = sdk_body("Hello", "qwen-plus", enable_thinking=True, incremental_output=True,
+                    enable_code_interpreter=True)
+    message = error_event(post(emulator, NATIVE, body).text)["message"]
+    assert message.startswith(EMULATOR_PREFIX) and "qwen3-max" in message
