@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Endpoint = Literal["text", "multimodal"]
-Thinking = Literal["never", "hybrid", "always"]
+ThinkingMode = Literal["never", "hybrid", "always"]
 """No thinking mode; thinking switched by ``enable_thinking``; thinking that cannot be
 turned off."""
 
@@ -56,7 +56,7 @@ class ServedModel:
     """Native path that serves it (the other gets ``url error, please check url!``)."""
     code_interpreter: bool
     """``enable_code_interpreter`` accepted."""
-    thinking: Thinking
+    thinking: ThinkingMode
     thinking_default: bool
     """Thinking when ``enable_thinking`` is not sent."""
     non_streaming_thinking: bool
@@ -122,4 +122,4 @@ def served(model: str, extra_models: Collection[str] = ()) -> ServedModel | None
     return SERVED.get(model)
 
 
-__all__ = ["EXTRA_MODEL", "SERVED", "Endpoint", "ServedModel", "Thinking", "served"]
+__all__ = ["EXTRA_MODEL", "SERVED", "Endpoint", "ServedModel", "ThinkingMode", "served"]
