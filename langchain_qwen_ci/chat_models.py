@@ -30,9 +30,10 @@ from langchain_core.runnables.config import (
     get_callback_manager_for_config,
 )
 from langchain_core.utils import from_env, secret_from_env
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from langchain_qwen_ci.content_blocks import PROVIDER
+from langchain_qwen_ci.errors import atranslated, translated
 from qwen_ci.config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_MODEL, DEFAULT_REGION
 from qwen_ci.errors import InvalidRequestError
 from qwen_ci.events import (
@@ -45,9 +46,16 @@ from qwen_ci.events import (
     TextDelta,
     Usage,
 )
-from qwen_ci.request import STRUCTURED_ERROR, TOOLS_ERROR, check_no_tools
+from qwen_ci.request import (
+    SERVICE_OPTIONS,
+    STRUCTURED_ERROR,
+    TOOLS_ERROR,
+    WireRequest,
+    build,
+    check_no_tools,
+)
 from qwen_ci.result import Result, acollect, collect
-from qwen_ci.session import SESSION_FIELDS, Session, SessionCache
+from qwen_ci.session import TRANSPORT_FIELDS, Session, call_options, session_for
 
 # LangChain passes these through **kwargs; they are not service parameters.
 _LANGCHAIN_KWARGS = frozenset({"ls_structured_output_format", "stream"})
@@ -144,8 +152,6 @@ class ChatQwenCodeInterpreter(BaseChatModel):
 
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
-    _sessions: SessionCache = PrivateAttr(default_factory=SessionCache)
-
     @model_validator(mode="before")
     @classmethod
     def _refuse_tools(cls, values: Any) -> Any:
@@ -166,11 +172,7 @@ class ChatQwenCodeInterpreter(BaseChatModel):
             "protocol": self.protocol,
             "region": self.region,
             "base_url": self.base_url,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "max_tokens": self.max_tokens,
-            "seed": self.seed,
-            "thinking_budget": self.thinking_budget,
+            **{name: getattr(self, name) for name in SERVICE_OPTIONS},
         }
 
     @classmethod
@@ -224,7 +226,7 @@ class ChatQwenCodeInterpreter(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        events = self._get_session().stream(_to_core(messages), self._call_args(stop, kwargs))
+        events = self._events(messages, stop, kwargs)
         builder = _ChunkBuilder()
         for event in events:
             if isinstance(event, CodeRun) and self.emit_code_events:
@@ -242,7 +244,7 @@ class ChatQwenCodeInterpreter(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        events = self._get_session().astream(_to_core(messages), self._call_args(stop, kwargs))
+        events = self._aevents(messages, stop, kwargs)
         builder = _ChunkBuilder()
         async for event in events:
             if isinstance(event, CodeRun) and self.emit_code_events:
@@ -260,7 +262,7 @@ class ChatQwenCodeInterpreter(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        events = self._get_session().stream(_to_core(messages), self._call_args(stop, kwargs))
+        events = self._events(messages, stop, kwargs)
         if self.emit_code_events:
             events = _with_code_events(events, run_manager)
         return _chat_result(collect(events))
@@ -272,7 +274,7 @@ class ChatQwenCodeInterpreter(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        events = self._get_session().astream(_to_core(messages), self._call_args(stop, kwargs))
+        events = self._aevents(messages, stop, kwargs)
         if self.emit_code_events:
             events = _awith_code_events(events, run_manager)
         return _chat_result(await acollect(events))
@@ -285,12 +287,35 @@ class ChatQwenCodeInterpreter(BaseChatModel):
             call["stop"] = stop
         return call
 
-    def _get_session(self) -> Session:
-        """The session for the current settings (rebuilt if settings changed)."""
-        return self._sessions.get(
+    def _events(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]
+    ) -> Iterator[Event]:
+        request = self._request(messages, stop, kwargs)  # validates before any I/O
+        return translated(self._get_session().stream(request))
+
+    def _aevents(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]
+    ) -> AsyncIterator[Event]:
+        request = self._request(messages, stop, kwargs)
+        return atranslated(self._get_session().astream(request))
+
+    def _request(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]
+    ) -> WireRequest:
+        """This call's request: the fields, with the call's arguments over them."""
+        options = call_options(
             self.model_name,
+            {name: getattr(self, name) for name in SERVICE_OPTIONS},
+            self._call_args(stop, kwargs),
+        )
+        return build(_to_core(messages), options, self.protocol)
+
+    def _get_session(self) -> Session:
+        """This instance's connection pools, kept while the transport settings stay."""
+        return session_for(
+            self,
             self.api_key.get_secret_value() if self.api_key else None,
-            {name: getattr(self, name) for name in SESSION_FIELDS},
+            {name: getattr(self, name) for name in TRANSPORT_FIELDS},
         )
 
 

@@ -27,16 +27,16 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.llm import LLM
 from llama_index.core.utils import resolve_binary
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from llamaindex_qwen_ci.tracing import CodeReporter
 from qwen_ci.client import DEFAULT_MAX_RETRIES
 from qwen_ci.config import API_KEY_ENV, DEFAULT_MODEL, DEFAULT_REGION, model_info
 from qwen_ci.errors import InvalidRequestError
 from qwen_ci.events import CodeRun, Event, Finish, ReasoningDelta, SearchInfo, TextDelta
-from qwen_ci.request import TOOLS_ERROR, check_no_tools
+from qwen_ci.request import SERVICE_OPTIONS, TOOLS_ERROR, WireRequest, build, check_no_tools
 from qwen_ci.result import Accumulator, Result, acollect, collect
-from qwen_ci.session import SESSION_FIELDS, Session, SessionCache
+from qwen_ci.session import TRANSPORT_FIELDS, Session, call_options, session_for
 
 if TYPE_CHECKING:
     from llama_index.core.chat_engine.types import AgentChatResponse
@@ -142,8 +142,6 @@ class QwenCodeInterpreter(LLM):
     )
 
     model_config = ConfigDict(extra="forbid")
-
-    _sessions: SessionCache = PrivateAttr(default_factory=SessionCache)
 
     @model_validator(mode="before")
     @classmethod
@@ -283,25 +281,29 @@ class QwenCodeInterpreter(LLM):
     def _events(
         self, messages: Sequence[ChatMessage], kwargs: Mapping[str, Any]
     ) -> Iterator[Event]:
-        events = self._get_session().stream(_to_core(messages), self._call_args(kwargs))
+        events = self._get_session().stream(self._request(messages, kwargs))
         return CodeReporter(dispatch=self.emit_code_events).watch(events)
 
     def _aevents(
         self, messages: Sequence[ChatMessage], kwargs: Mapping[str, Any]
     ) -> AsyncIterator[Event]:
-        events = self._get_session().astream(_to_core(messages), self._call_args(kwargs))
+        events = self._get_session().astream(self._request(messages, kwargs))
         return CodeReporter(dispatch=self.emit_code_events).awatch(events)
 
-    @staticmethod
-    def _call_args(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in kwargs.items() if k not in _LLAMA_INDEX_KWARGS}
+    def _request(self, messages: Sequence[ChatMessage], kwargs: Mapping[str, Any]) -> WireRequest:
+        """This call's request: the fields, with the call's arguments over them."""
+        call = {k: v for k, v in kwargs.items() if k not in _LLAMA_INDEX_KWARGS}
+        options = call_options(
+            self.model, {name: getattr(self, name) for name in SERVICE_OPTIONS}, call
+        )
+        return build(_to_core(messages), options, self.protocol)
 
     def _get_session(self) -> Session:
-        """The session for the current settings (rebuilt if settings changed)."""
-        return self._sessions.get(
-            self.model,
+        """This instance's connection pools, kept while the transport settings stay."""
+        return session_for(
+            self,
             self.api_key.get_secret_value() if self.api_key else None,
-            {name: getattr(self, name) for name in SESSION_FIELDS},
+            {name: getattr(self, name) for name in TRANSPORT_FIELDS},
         )
 
 

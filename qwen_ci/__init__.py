@@ -1,12 +1,19 @@
 """Framework-free core for Qwen's hosted code interpreter (DashScope).
 
 Build a request with :func:`build`, send it with :class:`Client` or
-:class:`AsyncClient`, and read the normalized events (:mod:`qwen_ci.events`), or
-aggregate them with :func:`collect`.
+:class:`AsyncClient`, and read the normalized events, or aggregate them with
+:func:`collect`. The names below are the public surface; the plumbing (parsers,
+sessions, the model table, the retry policy) stays importable from its submodule
+(``qwen_ci.config``, ``qwen_ci.session``, ``qwen_ci.retry``, ...).
+
+Example:
+    >>> from qwen_ci import Client, Options, build
+    >>> request = build([{"role": "user", "content": "2**100?"}], Options(), "dashscope")
+    >>> request.body["parameters"]["enable_code_interpreter"]
+    True
 """
 
 from qwen_ci.client import AsyncClient, Client
-from qwen_ci.config import DEFAULT_MODEL, ModelInfo, model_info, resolve_base_url
 from qwen_ci.errors import (
     APIConnectionError,
     APIError,
@@ -35,28 +42,27 @@ from qwen_ci.events import (
     TextDelta,
     Usage,
 )
-from qwen_ci.request import Options, WireRequest, build
-from qwen_ci.result import Accumulator, Result, acollect, collect
-
-__version__ = "0.1.0"
+from qwen_ci.request import Options, build
+from qwen_ci.result import Result, acollect, collect
+from qwen_ci.version import __version__
 
 __all__ = [
-    "DEFAULT_MODEL",
+    # errors
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
-    "Accumulator",
+    # send and aggregate
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
     "Client",
+    # the event stream
     "CodeRun",
     "CodeStart",
     "Event",
     "Finish",
     "IncompleteStreamError",
     "InvalidRequestError",
-    "ModelInfo",
     "NotFoundError",
     "Options",
     "PermissionDeniedError",
@@ -72,10 +78,8 @@ __all__ = [
     "StreamError",
     "TextDelta",
     "Usage",
-    "WireRequest",
+    "__version__",
     "acollect",
     "build",
     "collect",
-    "model_info",
-    "resolve_base_url",
 ]

@@ -285,7 +285,7 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
     request_id = None
     try:
         client = Client(api_key=key, base_url=base_url, region=args.region,
-                        protocol=args.protocol, timeout=args.timeout)
+                        timeout=args.timeout)
         request = build([{"role": "user", "content": args.prompt}],
                         Options(model=args.model), args.protocol)
         with client:

@@ -160,9 +160,3 @@ def check_protocol(protocol: str) -> Protocol:
         "or 'openai' (OpenAI-compatible chat completions, no executed code)."
     )
 
-
-def endpoint_url(base_url: str, protocol: Protocol, model: str) -> str:
-    """The full URL a request for ``model`` goes to."""
-    if protocol == "openai":
-        return base_url + COMPATIBLE_PATH
-    return base_url + NATIVE_PATHS[model_info(model).endpoint]

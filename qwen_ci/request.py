@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import Any
 
 from qwen_ci.config import (
@@ -53,27 +53,48 @@ _ROLES = frozenset({"system", "user", "assistant"})
 
 @dataclass(frozen=True, slots=True)
 class Options:
-    """Generation options; ``None`` means "let the service decide"."""
+    """Generation options; ``None`` means "let the service decide".
+
+    The one definition of the service options: the adapters' fields, their per-call
+    arguments and the wire body are all derived from these fields.
+
+    Example:
+        >>> Options(temperature=0.2).temperature
+        0.2
+        >>> SERVICE_OPTIONS
+        ('temperature', 'top_p', 'max_tokens', 'seed', 'stop', 'thinking_budget', 'extra_body')
+    """
 
     model: str = DEFAULT_MODEL
     temperature: float | None = None
+    """Sampling temperature, 0 <= t < 2."""
     top_p: float | None = None
+    """Nucleus sampling, 0 < top_p <= 1."""
     max_tokens: int | None = None
+    """Maximum answer tokens."""
     seed: int | None = None
     stop: Sequence[str] | None = None
+    """Stop sequences."""
     thinking_budget: int | None = None
+    """Maximum thinking tokens."""
     extra_body: Mapping[str, Any] | None = None
+    """More service parameters, deep-merged into the body (native: into ``parameters``)."""
+
+
+#: the service options: every :class:`Options` field but the model
+SERVICE_OPTIONS: tuple[str, ...] = tuple(f.name for f in fields(Options) if f.name != "model")
+#: the options sent as parameters as they are (``extra_body`` is merged instead)
+_PARAMETERS = tuple(name for name in SERVICE_OPTIONS if name != "extra_body")
 
 
 @dataclass(frozen=True, slots=True)
 class WireRequest:
-    """A request ready to send: the path below the service root and the JSON body."""
+    """A request ready to send: its protocol, the path below the service root, the body."""
 
     protocol: Protocol
     model: str
     path: str
     body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -222,12 +243,13 @@ def build(messages: Sequence[Mapping[str, Any]], options: Options, protocol: str
 
 def _sampling(options: Options) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in ("temperature", "top_p", "max_tokens", "seed", "thinking_budget"):
+    for name in _PARAMETERS:
         value = getattr(options, name)
-        if value is not None:
+        if name == "stop":
+            if value:
+                out["stop"] = list(value)
+        elif value is not None:
             out[name] = value
-    if options.stop:
-        out["stop"] = list(options.stop)
     return out
 
 

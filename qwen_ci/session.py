@@ -1,61 +1,84 @@
-"""What a framework model instance needs from the core, in one object.
+"""What a framework model instance needs from the core: options per call, pools per model.
 
-A :class:`Session` turns a model's settings plus per-call arguments into
-:class:`~qwen_ci.request.Options`, and owns the model's connection pools: one sync
-client, and one async client per event loop (an ``httpx.AsyncClient`` must not be shared
-between loops).
+A framework model (LangChain or LlamaIndex, pydantic, mutable, copied with
+``model_copy(update=...)``) asks the core for two things on every call:
+
+- :func:`call_options`: the :class:`~qwen_ci.request.Options` of this call, built from
+  the model's fields (:data:`~qwen_ci.request.SERVICE_OPTIONS`) and the call's arguments.
+  Nothing about them is cached, so a copy with another temperature just works.
+- :func:`session_for`: the :class:`Session` (connection pools) of this model instance,
+  cached on the transport settings only (:data:`TRANSPORT_FIELDS` and the key). Each
+  instance, copies included, has its own; when an instance's transport settings change,
+  the replaced session is closed as soon as its streams are done; when the instance is
+  garbage-collected, its session is closed too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from qwen_ci.client import DEFAULT_MAX_RETRIES, AsyncClient, Client
 from qwen_ci.errors import InvalidRequestError
 from qwen_ci.events import Event
-from qwen_ci.request import Options, WireRequest, build, check_no_tools, deep_merge
+from qwen_ci.request import SERVICE_OPTIONS, Options, WireRequest, check_no_tools, deep_merge
 
-#: settings of a framework model that shape its session (same names in both adapters)
-SESSION_FIELDS = (
-    "base_url",
-    "region",
-    "protocol",
-    "timeout",
-    "max_retries",
-    "default_headers",
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "seed",
-    "stop",
-    "thinking_budget",
-    "extra_body",
-)
-
-#: the :class:`Options` among them
-OPTION_FIELDS = ("temperature", "top_p", "max_tokens", "seed", "stop", "thinking_budget",
-                 "extra_body")
+#: settings of a framework model that shape its connection pool (same names in both
+#: adapters; the API key is passed on its own)
+TRANSPORT_FIELDS = ("base_url", "region", "timeout", "max_retries", "default_headers")
 
 #: per-call arguments a framework call may pass
-CALL_OPTIONS = frozenset(
-    {"model", "temperature", "top_p", "max_tokens", "seed", "stop", "thinking_budget",
-     "extra_body"}
-)
+CALL_OPTIONS = frozenset({"model", *SERVICE_OPTIONS})
+
+
+def call_options(
+    model: str, fields: Mapping[str, Any], call: Mapping[str, Any] | None = None
+) -> Options:
+    """The options of one call: the model's ``fields`` with the ``call`` arguments over them.
+
+    ``fields`` holds the model's :data:`~qwen_ci.request.SERVICE_OPTIONS` values by name.
+    Unknown or function-calling arguments raise :class:`InvalidRequestError`; a per-call
+    ``extra_body`` is deep-merged over the model's.
+
+    Example:
+        >>> opts = call_options("qwen3-max", {"temperature": 0.1}, {"temperature": 0.7})
+        >>> (opts.model, opts.temperature)
+        ('qwen3-max', 0.7)
+    """
+    call = dict(call or {})
+    check_no_tools(call, "the call arguments")
+    unknown = sorted(set(call) - CALL_OPTIONS)
+    if unknown:
+        raise InvalidRequestError(
+            f"Unsupported argument(s) {', '.join(map(repr, unknown))}; per-call options "
+            f"are {', '.join(sorted(CALL_OPTIONS))}. Pass other service parameters "
+            "through extra_body."
+        )
+    values: dict[str, Any] = {name: fields.get(name) for name in SERVICE_OPTIONS}
+    values["model"] = model
+    for name, value in call.items():
+        if value is None:
+            continue
+        if name == "extra_body":
+            value = deep_merge(values["extra_body"] or {}, value)
+        values[name] = value
+    return Options(**values)
 
 
 class Session:
-    """Settings and connection pools of one model instance.
+    """The connection pools of one model instance: one sync client, and one async client
+    per event loop (an ``httpx.AsyncClient`` must not be shared between loops).
 
     Example:
-        >>> from qwen_ci.session import Session
+        >>> from qwen_ci.request import build
         >>> session = Session(api_key="sk-...", base_url="http://127.0.0.1:8765")
-        >>> request = session.request([{"role": "user", "content": "2**10?"}])
-        >>> request.body["parameters"]["enable_code_interpreter"]
-        True
+        >>> request = build([{"role": "user", "content": "2**10?"}], Options(), "dashscope")
+        >>> events = session.stream(request)  # sends on the first next()
+        >>> session.close()
     """
 
     def __init__(
@@ -64,19 +87,14 @@ class Session:
         api_key: str | None,
         base_url: str | None = None,
         region: str | None = None,
-        protocol: str = "dashscope",
         timeout: float | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         default_headers: Mapping[str, str] | None = None,
-        defaults: Options | None = None,
     ) -> None:
-        self.protocol = protocol
-        self.defaults = defaults or Options()
         self._client_args: dict[str, Any] = {
             "api_key": api_key,
             "base_url": base_url,
             "region": region,
-            "protocol": protocol,
             "timeout": timeout,
             "max_retries": max_retries,
             "default_headers": default_headers,
@@ -85,119 +103,187 @@ class Session:
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
+        self._lock = threading.Lock()
+        self._active = 0
+        self._retired = False
+        self._closing: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
-        return f"Session(protocol={self.protocol!r}, model={self.defaults.model!r})"
-
-    def options(self, call: Mapping[str, Any] | None = None) -> Options:
-        """Merge per-call arguments over the defaults; unknown or tool arguments raise."""
-        call = dict(call or {})
-        check_no_tools(call, "the call arguments")
-        unknown = sorted(set(call) - CALL_OPTIONS)
-        if unknown:
-            raise InvalidRequestError(
-                f"Unsupported argument(s) {', '.join(map(repr, unknown))}; per-call options "
-                f"are {', '.join(sorted(CALL_OPTIONS))}. Pass other service parameters "
-                "through extra_body."
-            )
-        base = self.defaults
-        values = {name: getattr(base, name) for name in CALL_OPTIONS}
-        for name, value in call.items():
-            if value is None:
-                continue
-            if name == "extra_body":
-                value = deep_merge(base.extra_body or {}, value)
-            values[name] = value
-        return Options(**values)
-
-    def request(
-        self, messages: Sequence[Mapping[str, Any]], call: Mapping[str, Any] | None = None
-    ) -> WireRequest:
-        """Validate and build the wire request (no I/O)."""
-        return build(messages, self.options(call), self.protocol)
+        return f"Session(base_url={self._client_args['base_url']!r}, retired={self._retired})"
 
     def client(self) -> Client:
         """The sync client (created on first use; raises if the key is missing)."""
-        if self._client is None:
-            self._client = Client(**self._client_args)
-        return self._client
+        with self._lock:
+            if self._client is None:
+                self._client = Client(**self._client_args)
+            return self._client
 
     def aclient(self) -> AsyncClient:
         """The async client of the running event loop."""
         loop = asyncio.get_running_loop()
-        client = self._aclients.get(loop)
-        if client is None:
-            client = AsyncClient(**self._client_args)
-            self._aclients[loop] = client
-        return client
+        with self._lock:
+            client = self._aclients.get(loop)
+            if client is None:
+                client = AsyncClient(**self._client_args)
+                self._aclients[loop] = client
+            return client
 
-    def stream(
-        self, messages: Sequence[Mapping[str, Any]], call: Mapping[str, Any] | None = None
-    ) -> Iterator[Event]:
-        """Validate, then stream events (validation errors raise before any I/O)."""
-        request = self.request(messages, call)
-        return self.client().stream(request)
+    def stream(self, request: WireRequest) -> Iterator[Event]:
+        """Stream ``request``'s events on the sync pool."""
+        client = self.client()  # a missing key raises here, before iteration
+        return self._tracked(client, request)
 
-    def astream(
-        self, messages: Sequence[Mapping[str, Any]], call: Mapping[str, Any] | None = None
-    ) -> AsyncIterator[Event]:
-        """Async :meth:`stream`; must be called inside a running event loop."""
-        request = self.request(messages, call)
-        return self.aclient().stream(request)
+    def astream(self, request: WireRequest) -> AsyncIterator[Event]:
+        """Stream ``request``'s events on this event loop's pool."""
+        client = self.aclient()
+        return self._atracked(client, request)
+
+    def _tracked(self, client: Client, request: WireRequest) -> Iterator[Event]:
+        self._enter()
+        try:
+            yield from client.stream(request)
+        finally:
+            if self._leave():
+                self.close()
+
+    async def _atracked(self, client: AsyncClient, request: WireRequest) -> AsyncIterator[Event]:
+        self._enter()
+        try:
+            async for event in client.stream(request):
+                yield event
+        finally:
+            if self._leave():
+                await self.aclose()
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._active += 1
+
+    def _leave(self) -> bool:
+        """True when this was the last stream of a retired session."""
+        with self._lock:
+            self._active -= 1
+            return self._retired and self._active == 0
+
+    @property
+    def closed(self) -> bool:
+        """True when none of the session's pools is open."""
+        return (self._client is None or self._client.closed) and all(
+            c.closed for c in list(self._aclients.values())
+        )
+
+    def retire(self) -> None:
+        """The model no longer uses this session: close it now, or after its last stream."""
+        with self._lock:
+            self._retired = True
+            busy = self._active > 0
+        if busy:
+            return
+        self.close()
+        self._close_async_here()
 
     def close(self) -> None:
-        """Close the sync pool (async pools close with their loop's garbage)."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        """Close the sync pool (async pools close with :meth:`aclose` on their loop)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        """Close the sync pool and the running loop's async pool."""
+        self.close()
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._aclients.pop(loop, None)
+        if client is not None:
+            await client.aclose()
+
+    def _close_async_here(self) -> None:
+        """Schedule closing the running loop's async pool, when called inside one.
+
+        Pools of other loops cannot be closed from here; they close with their loop's
+        garbage.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        with self._lock:
+            client = self._aclients.pop(loop, None)
+        if client is not None and not loop.is_closed():
+            task = loop.create_task(client.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
 
-class SessionCache:
-    """One :class:`Session` for a model instance, rebuilt when its settings change.
+class _Slot:
+    """The current session of one model instance and the settings it was built for."""
 
-    Framework models are mutable (pydantic fields, ``model_copy(update=...)``): the cache
-    compares the settings on every call, which is cheap, and keeps the session (and its
-    connection pools) while they stay the same.
-
-    Example:
-        >>> cache = SessionCache()
-        >>> first = cache.get("qwen3-max-preview", "sk-...", {"temperature": 0.1})
-        >>> first is cache.get("qwen3-max-preview", "sk-...", {"temperature": 0.1})
-        True
-        >>> first is cache.get("qwen3-max-preview", "sk-...", {"temperature": 0.7})
-        False
-    """
-
-    __slots__ = ("_key", "_session")
+    __slots__ = ("key", "session")
 
     def __init__(self) -> None:
-        self._key: tuple[Any, ...] | None = None
-        self._session: Session | None = None
+        self.key: tuple[Any, ...] | None = None
+        self.session: Session | None = None
 
-    def __repr__(self) -> str:
-        return f"SessionCache({self._session!r})"
+    def retire(self) -> None:
+        if self.session is not None:
+            self.session.retire()
+            self.session = None
 
-    def get(self, model: str, api_key: str | None, fields: Mapping[str, Any]) -> Session:
-        """The session for ``model``, ``api_key`` and the :data:`SESSION_FIELDS` values."""
-        key = (
-            model,
-            hashlib.sha256(api_key.encode()).hexdigest() if api_key else None,
-            repr(sorted(fields.items())),
+
+_slots: dict[int, _Slot] = {}
+_slots_lock = threading.Lock()
+
+
+def _forget(owner_id: int) -> None:
+    with _slots_lock:
+        slot = _slots.pop(owner_id, None)
+    if slot is not None:
+        slot.retire()
+
+
+def session_for(owner: object, api_key: str | None, transport: Mapping[str, Any]) -> Session:
+    """The session of the model instance ``owner`` for its current transport settings.
+
+    ``transport`` holds the :data:`TRANSPORT_FIELDS` values by name. Sessions are kept per
+    instance (by identity, so ``model_copy`` results get their own), rebuilt only when
+    the transport settings or the key change (the replaced one is retired), and retired
+    when ``owner`` is garbage-collected.
+
+    Example:
+        >>> class Model:  # any object with an identity: a pydantic model, for instance
+        ...     pass
+        >>> model = Model()
+        >>> first = session_for(model, "sk-...", {"timeout": 30.0})
+        >>> first is session_for(model, "sk-...", {"timeout": 30.0})
+        True
+        >>> first is session_for(Model(), "sk-...", {"timeout": 30.0})  # another instance
+        False
+    """
+    key = (
+        hashlib.sha256(api_key.encode()).hexdigest() if api_key else None,
+        repr(sorted(transport.items())),
+    )
+    owner_id = id(owner)
+    with _slots_lock:
+        slot = _slots.get(owner_id)
+        if slot is None:
+            slot = _slots[owner_id] = _Slot()
+            weakref.finalize(owner, _forget, owner_id)
+        if slot.session is not None and slot.key == key:
+            return slot.session
+        replaced, slot.session = slot.session, None
+        get = transport.get
+        slot.session = Session(
+            api_key=api_key,
+            base_url=get("base_url"),
+            region=get("region"),
+            timeout=get("timeout"),
+            max_retries=get("max_retries", DEFAULT_MAX_RETRIES),
+            default_headers=get("default_headers"),
         )
-        if self._session is None or key != self._key:
-            get = fields.get
-            self._session = Session(
-                api_key=api_key,
-                base_url=get("base_url"),
-                region=get("region"),
-                protocol=get("protocol") or "dashscope",
-                timeout=get("timeout"),
-                max_retries=get("max_retries", DEFAULT_MAX_RETRIES),
-                default_headers=get("default_headers"),
-                defaults=Options(
-                    model=model,
-                    **{name: get(name) for name in OPTION_FIELDS},
-                ),
-            )
-            self._key = key
-        return self._session
+        slot.key = key
+        session = slot.session
+    if replaced is not None:
+        replaced.retire()
+    return session

@@ -25,6 +25,7 @@ import httpx
 from qwen_ci.emulator.model import Answer, Piece, Run, RunCode, Thinking, Turn, TurnUsage
 from qwen_ci.emulator.wire import MODEL_UNAVAILABLE, ServiceError
 from qwen_ci.protocols.sse import SSEDecoder
+from qwen_ci.retry import RETRY_STATUSES, RetryPolicy, retry_after
 from qwen_ci.selfhost.logs import RequestStats, current_stats
 from qwen_ci.selfhost.think import ThinkSplitter
 
@@ -66,7 +67,6 @@ LIMIT_ANSWER = (
     "was finished."
 )
 NOT_RUN = "(not run: the limit of code runs for this request was reached)"
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _ERROR_BODY_LIMIT = 64 * 1024
 _MESSAGE_LIMIT = 1000
 
@@ -429,9 +429,10 @@ class UpstreamModel:
         if self.config.api_key:
             headers["Authorization"] = f"Bearer {self.config.api_key}"
         client = self._http()
+        policy = RetryPolicy(self.config.max_retries, backoff=self.config.retry_backoff)
         attempt = 0
         while True:
-            retry_after: float | None = None
+            wait: float | None = None
             try:
                 request = client.build_request("POST", self.config.url, json=body,
                                                headers=headers)
@@ -449,18 +450,18 @@ class UpstreamModel:
                 except ValueError:
                     payload = None
                 error = upstream_error(response.status_code, payload, raw, self.config.api_key)
-                retry_after = _retry_after(response.headers.get("retry-after"))
-                if response.status_code not in _RETRY_STATUSES:
+                wait = retry_after(response.headers)
+                if response.status_code not in RETRY_STATUSES:
                     self._failed(error, stats)
                     raise error
-            if attempt >= self.config.max_retries:
+            delay = policy.delay(attempt, wait)
+            if delay is None:
                 self._failed(error, stats)
                 raise error
-            delay = self.config.retry_backoff * 2**attempt
             attempt += 1
             logger.warning("upstream call failed; retrying", extra={"fields": {
                 "status": error.status, "code": error.native_code, "attempt": attempt}})
-            await asyncio.sleep(min(retry_after, 30.0) if retry_after is not None else delay)
+            await asyncio.sleep(delay)
 
     @staticmethod
     def _failed(error: ServiceError, stats: RequestStats | None) -> None:
@@ -640,10 +641,3 @@ async def _read_capped(response: httpx.Response, limit: int = _ERROR_BODY_LIMIT)
             break
     await response.aclose()
     return data[:limit]
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None

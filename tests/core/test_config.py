@@ -6,12 +6,12 @@ import pytest
 
 from qwen_ci.config import (
     REGION_HOSTS,
-    endpoint_url,
     model_info,
     normalize_base_url,
     resolve_base_url,
 )
 from qwen_ci.errors import InvalidRequestError
+from qwen_ci.request import Options, build
 
 
 @pytest.mark.parametrize(
@@ -72,9 +72,11 @@ def test_environment_base_url_beats_region_and_argument_beats_environment(
 )
 def test_model_table_picks_the_native_endpoint(model: str, endpoint: str) -> None:
     assert model_info(model).endpoint == endpoint
-    url = endpoint_url("http://h", "dashscope", model)
-    assert url == f"http://h/api/v1/services/aigc/{endpoint}-generation/generation"
-    assert endpoint_url("http://h", "openai", model) == "http://h/compatible-mode/v1/chat/completions"
+    question = [{"role": "user", "content": "2**10?"}]
+    native = build(question, Options(model=model), "dashscope")
+    assert native.path == f"/api/v1/services/aigc/{endpoint}-generation/generation"
+    compat = build(question, Options(model=model), "openai")
+    assert compat.path == "/compatible-mode/v1/chat/completions"
 
 
 def test_model_limits_are_the_documented_ones() -> None:
