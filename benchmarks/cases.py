@@ -106,7 +106,7 @@ def core_sync(protocol: str) -> Callable[[str], SyncRunner]:
     def setup(url: str) -> SyncRunner:
         from qwen_ci import Client, Options, build
 
-        client = Client(api_key=API_KEY, base_url=url, protocol=protocol)
+        client = Client(api_key=API_KEY, base_url=url)
 
         def run() -> int:
             count = 0
@@ -123,7 +123,7 @@ def core_async(protocol: str) -> Callable[[str], AsyncRunner]:
     def setup(url: str) -> AsyncRunner:
         from qwen_ci import AsyncClient, Options, build
 
-        client = AsyncClient(api_key=API_KEY, base_url=url, protocol=protocol)
+        client = AsyncClient(api_key=API_KEY, base_url=url)
 
         async def run() -> int:
             count = 0
@@ -140,7 +140,7 @@ def core_collect(protocol: str) -> Callable[[str], SyncRunner]:
     def setup(url: str) -> SyncRunner:
         from qwen_ci import Client, Options, build, collect
 
-        client = Client(api_key=API_KEY, base_url=url, protocol=protocol)
+        client = Client(api_key=API_KEY, base_url=url)
 
         def run() -> int:
             result = collect(client.stream(build(_messages(), Options(), protocol)))

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 
+import httpx
 import pytest
 
 from qwen_ci import (
@@ -160,7 +161,7 @@ def test_multimodal_model_goes_to_multimodal_endpoint(server: ReplayServer) -> N
 def test_compatible_request_through_the_openai_sdk(server: ReplayServer) -> None:
     server.queue(Reply(compat_stream(["think"], ["answer"])))
     client = Client(api_key="sk-test", base_url=server.base_url + "/compatible-mode/v1",
-                    protocol="openai", default_headers={"X-Trace": "t2"})
+                    default_headers={"X-Trace": "t2"})
     request = build(QUESTION, Options(max_tokens=50, thinking_budget=64,
                                       extra_body={"enable_search": True}), "openai")
     result = collect(client.stream(request))
@@ -195,7 +196,7 @@ def test_compat_401_body(server: ReplayServer) -> None:
                                              "type": "invalid_request_error", "param": None,
                                              "code": "invalid_api_key"},
                                    "request_id": "af287265"}))
-    client = Client(api_key="sk-test", base_url=server.base_url, protocol="openai")
+    client = Client(api_key="sk-test", base_url=server.base_url)
     with pytest.raises(AuthenticationError) as info:
         collect(client.stream(req("openai")))  # type: ignore[arg-type]
     err = info.value
@@ -206,8 +207,8 @@ def test_compat_401_body(server: ReplayServer) -> None:
 
 def test_invalid_key_names_the_region_host() -> None:
     client = Client(api_key="sk-test", region="ap-southeast-1")
-    err = client._http_error(401, b'{"code":"InvalidApiKey","message":"Invalid API-key '
-                                  b'provided.","request_id":"r"}', {})
+    body = b'{"code":"InvalidApiKey","message":"Invalid API-key provided.","request_id":"r"}'
+    err = client._http_error(httpx.Response(401, content=body))
     assert "https://dashscope-intl.aliyuncs.com (region ap-southeast-1)" in str(err)
     assert "belong to one region" in str(err)
 
@@ -227,7 +228,7 @@ def test_moderation_error_body_is_a_data_line(server: ReplayServer) -> None:
                          "message": "Input data may contain inappropriate content."},
                "id": "chatcmpl-1", "request_id": "r-mod"}
     server.queue(Reply([compat_chunk(payload)], status=400))
-    client = Client(api_key="sk-test", base_url=server.base_url, protocol="openai")
+    client = Client(api_key="sk-test", base_url=server.base_url)
     with pytest.raises(BadRequestError) as info:
         collect(client.stream(req("openai")))  # type: ignore[arg-type]
     assert info.value.code == "data_inspection_failed"
@@ -266,7 +267,7 @@ def test_compat_error_chunk_after_output(server: ReplayServer) -> None:
     chunks.append(compat_chunk({"error": {"code": "internal_error", "message": "boom"},
                                 "request_id": "r-500"}))
     server.queue(Reply(chunks))
-    client = Client(api_key="sk-test", base_url=server.base_url, protocol="openai",
+    client = Client(api_key="sk-test", base_url=server.base_url,
                     max_retries=2)
     with pytest.raises(ServerError) as info:
         collect(client.stream(req("openai")))  # type: ignore[arg-type]
@@ -284,7 +285,7 @@ def test_clean_close_without_final_frame_is_incomplete(server: ReplayServer,
         server.queue(Reply(compat_stream(["a"], ["partial"], done=False)))
     else:
         server.queue(Reply(native_stream([{"reasoning": "a"}, {"content": "partial"}])))
-    client = Client(api_key="sk-test", base_url=server.base_url, protocol=protocol)
+    client = Client(api_key="sk-test", base_url=server.base_url)
     with pytest.raises(IncompleteStreamError) as info:
         collect(client.stream(req(protocol)))  # type: ignore[arg-type]
     assert info.value.partial is not None and info.value.partial.text == "partial"
@@ -363,14 +364,14 @@ def test_compat_429_retried_by_our_policy(server: ReplayServer) -> None:
             "request_id": "q"}
     server.queue(error_reply(429, body, **{"Retry-After": "0"}),
                  Reply(compat_stream([], ["ok"])))
-    client = Client(api_key="sk-test", base_url=server.base_url, protocol="openai")
+    client = Client(api_key="sk-test", base_url=server.base_url)
     assert collect(client.stream(req("openai"))).text == "ok"  # type: ignore[arg-type]
     assert len(server.requests) == 2
 
 
 @pytest.mark.parametrize("protocol", ["dashscope", "openai"])
 def test_connection_refused(protocol: str) -> None:
-    client = Client(api_key="sk-test", base_url=closed_port_url(), protocol=protocol,
+    client = Client(api_key="sk-test", base_url=closed_port_url(),
                     max_retries=1, backoff=0.001)
     with pytest.raises(APIConnectionError, match="Could not connect"):
         collect(client.stream(req(protocol)))  # type: ignore[arg-type]
@@ -379,7 +380,7 @@ def test_connection_refused(protocol: str) -> None:
 @pytest.mark.parametrize("protocol", ["dashscope", "openai"])
 def test_timeout_fires_within_the_bound(protocol: str) -> None:
     with SilentServer() as silent:
-        client = Client(api_key="sk-test", base_url=silent.base_url, protocol=protocol,
+        client = Client(api_key="sk-test", base_url=silent.base_url,
                         timeout=0.3, max_retries=0)
         start = time.monotonic()
         with pytest.raises(APITimeoutError):

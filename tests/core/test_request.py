@@ -8,7 +8,7 @@ import pytest
 
 from qwen_ci.errors import InvalidRequestError
 from qwen_ci.request import Options, build
-from qwen_ci.session import Session
+from qwen_ci.session import Session, call_options
 
 USER = [{"role": "user", "content": "123的21次方是多少？"}]
 
@@ -51,10 +51,9 @@ def test_extra_body_is_deep_merged_into_parameters_for_native() -> None:
 
 
 def test_session_per_call_extra_body_wins_with_deep_merge() -> None:
-    session = Session(api_key="k", defaults=Options(
-        extra_body={"search_options": {"forced_search": True, "search_strategy": "pro"}}))
-    opts = session.options({"extra_body": {"search_options": {"search_strategy": "standard"}},
-                            "temperature": 0.5})
+    fields = {"extra_body": {"search_options": {"forced_search": True, "search_strategy": "pro"}}}
+    opts = call_options("qwen3-max", fields, {
+        "extra_body": {"search_options": {"search_strategy": "standard"}}, "temperature": 0.5})
     assert opts.extra_body == {"search_options": {"forced_search": True,
                                                   "search_strategy": "standard"}}
     assert opts.temperature == 0.5
@@ -127,11 +126,10 @@ def test_bad_input_is_refused_locally(
 def test_unknown_protocol_and_call_arguments_are_refused() -> None:
     with pytest.raises(InvalidRequestError, match="'dashscope'"):
         build(USER, Options(), "grpc")
-    session = Session(api_key="k")
     with pytest.raises(InvalidRequestError, match="Unsupported argument"):
-        session.options({"temprature": 1})
+        call_options("qwen3-max", {}, {"temprature": 1})
     with pytest.raises(InvalidRequestError, match="mutually exclusive"):
-        session.options({"tools": [{}]})
+        call_options("qwen3-max", {}, {"tools": [{}]})
 
 
 def test_missing_key_names_the_variable() -> None:

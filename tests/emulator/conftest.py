@@ -49,7 +49,7 @@ def emulator() -> Iterator[Emulator]:
 
 def ask(emu: Emulator, prompt: str, protocol: str = "dashscope", **options: Any) -> Result:
     """One question through the core client."""
-    client = Client(api_key=KEY, base_url=emu.base_url, protocol=protocol, max_retries=0)
+    client = Client(api_key=KEY, base_url=emu.base_url, max_retries=0)
     with client:
         request = build([{"role": "user", "content": prompt}], Options(**options), protocol)
         return collect(client.stream(request))

@@ -15,7 +15,7 @@ BIG = "77269364466549865653073473388030061522211723"
 
 @pytest.mark.parametrize("protocol", ["dashscope", "openai"])
 def test_sync_client(emulator: Emulator, protocol: str) -> None:
-    with Client(api_key=KEY, base_url=emulator.base_url, protocol=protocol) as client:
+    with Client(api_key=KEY, base_url=emulator.base_url) as client:
         request = build([{"role": "system", "content": "Be exact."},
                          {"role": "user", "content": "123的21次方是多少？"}], Options(), protocol)
         result = collect(client.stream(request))
@@ -31,8 +31,7 @@ def test_sync_client(emulator: Emulator, protocol: str) -> None:
 @pytest.mark.parametrize("protocol", ["dashscope", "openai"])
 def test_async_client_concurrent_requests(emulator: Emulator, protocol: str) -> None:
     async def main() -> list[str]:
-        async with AsyncClient(api_key=KEY, base_url=emulator.base_url,
-                               protocol=protocol) as client:
+        async with AsyncClient(api_key=KEY, base_url=emulator.base_url) as client:
             prompts = ["What is 2**10?", "What is 3**5?", "What is 10 factorial?"]
             results = await asyncio.gather(*(
                 acollect(client.stream(build([{"role": "user", "content": p}], Options(),

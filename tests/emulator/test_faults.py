@@ -30,7 +30,7 @@ PROMPT = "What is 2**10?"
 
 
 def client(emu: Emulator, fault: str, protocol: str = "dashscope", **kwargs: object) -> Client:
-    return Client(api_key=KEY, base_url=emu.base_url, protocol=protocol,
+    return Client(api_key=KEY, base_url=emu.base_url,
                   default_headers={"X-Emulator-Fault": fault}, **kwargs)  # type: ignore[arg-type]
 
 

@@ -53,7 +53,7 @@ def test_a_custom_model_plugs_in() -> None:
     model: Model = Echo()
     assert isinstance(model, Model)
     with Emulator(model=model, pool_size=0) as emu:
-        client = Client(api_key="k", base_url=emu.base_url, protocol="openai")
+        client = Client(api_key="k", base_url=emu.base_url)
         request = build([{"role": "user", "content": "ping"}], Options(), "openai")
         result = collect(client.stream(request))
     assert result.text == "echo: ping" and result.reasoning == ""

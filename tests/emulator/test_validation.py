@@ -100,7 +100,7 @@ def test_unknown_model(emulator: Emulator) -> None:
     status, body = native_error(emulator, native_body("hi", model="qwen-nonexistent"))
     assert (status, body["code"], body["message"]) == (400, "InvalidParameter",
                                                          "Model not exist.")
-    client = Client(api_key=KEY, base_url=emulator.base_url, protocol="openai", max_retries=0)
+    client = Client(api_key=KEY, base_url=emulator.base_url, max_retries=0)
     request = build([{"role": "user", "content": "hi"}], Options(model="qwen-nonexistent"),
                     "openai")
     with pytest.raises(NotFoundError) as info:
@@ -154,7 +154,7 @@ def test_wrong_key_gets_the_real_401_bodies(emulator: Emulator) -> None:
         "param": None, "code": "invalid_api_key",
     }
     for protocol in ("dashscope", "openai"):
-        client = Client(api_key="sk-wrong", base_url=emulator.base_url, protocol=protocol)
+        client = Client(api_key="sk-wrong", base_url=emulator.base_url)
         request = build([{"role": "user", "content": "hi"}], Options(), protocol)
         with pytest.raises(AuthenticationError) as info:
             collect(client.stream(request))
