@@ -13,7 +13,8 @@ Example:
     True
 """
 
-from qwen_ci.client import AsyncClient, Client
+from typing import TYPE_CHECKING, Any
+
 from qwen_ci.errors import (
     APIConnectionError,
     APIError,
@@ -45,6 +46,21 @@ from qwen_ci.events import (
 from qwen_ci.request import Options, build
 from qwen_ci.result import Result, acollect, collect
 from qwen_ci.version import __version__
+
+if TYPE_CHECKING:
+    from qwen_ci.client import AsyncClient, Client
+
+
+def __getattr__(name: str) -> Any:
+    """The clients load ``httpx`` on first use, so that ``import qwen_ci`` (and the
+    ``qwen-ci`` command's start-up) does not pay for it."""
+    if name in ("Client", "AsyncClient"):
+        from qwen_ci import client
+
+        value = getattr(client, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'qwen_ci' has no attribute {name!r}")
 
 __all__ = [
     # errors
