@@ -36,7 +36,7 @@ for _p in (str(HERE), str(ROOT)):
 # the sandbox mounts the interpreter's directories by path: give it a normalized one
 sys.executable = os.path.normpath(os.path.abspath(sys.executable))
 
-import deps  # noqa: E402
+import imports  # noqa: E402
 import measure  # noqa: E402
 from cases import CASES, Case, Runner  # noqa: E402
 from frames import frames, split  # noqa: E402
@@ -91,6 +91,8 @@ TARGETS: list[tuple[str, str, float]] = [
     ("li.dashscope.chat", "openailike.stream_chat", 0.6),
     ("li.openai.chat", "openailike.stream_chat", 0.6),
 ]
+#: import time (CPU) of ours against the baseline's: "well under theirs"
+IMPORT_TARGET = 0.75
 FLAT = 1.25  # largest allowed growth of time per frame from the smaller sizes to the largest
 WARM_P50 = 0.030
 #: why a flatness target can be missed (explained in NOTES.md)
@@ -198,6 +200,8 @@ def run_suite(config: Config, sandbox: bool = True) -> dict[str, Any]:
     if sandbox:
         log("7. emulator and sandbox")
         res["sandbox"] = sandbox_bench.run(quick=config is QUICK)
+    log("8. start-up: import time")
+    res["imports"] = imports.run(config.reps)
     res["load_end"] = os.getloadavg()
     res["seconds"] = time.perf_counter() - started
     res["figures"] = figures(res, config)
@@ -227,6 +231,13 @@ def figures(res: dict[str, Any], config: Config) -> dict[str, float]:
         out[f"concurrency.{p}.conc_frames_per_s"] = conc["conc_frames_per_s"]
         out[f"concurrency.{p}.seq_frames_per_s"] = conc["seq_frames_per_s"]
         out[f"concurrency.{p}.conc_connections"] = float(max(conc["conc_connections"]))
+    imp = res.get("imports")
+    if imp:
+        for module, pairs in imp["samples"].items():
+            out[f"imports.{module}.cpu"] = imports.median([cpu for cpu, _ in pairs])
+        for pair, values in imp["ratios"].items():
+            out[f"ratio.import.{pair}"] = imports.median(values)
+        out["imports.cli_help.wall"] = imports.median(imp["help"])
     sb = res.get("sandbox")
     if sb:
         out["sandbox.cold_start.p50"] = sb["cold"]["p50"]
@@ -260,7 +271,7 @@ def machine() -> dict[str, str]:
         try:
             versions.append(f"{dist} {importlib.metadata.version(dist)}")
         except importlib.metadata.PackageNotFoundError:
-            versions.append(f"{dist} {_deps_version(dist)}")
+            versions.append(f"{dist} not installed")
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                                 capture_output=True, text=True, check=False).stdout.strip()
@@ -274,12 +285,6 @@ def machine() -> dict[str, str]:
         "versions": ", ".join(versions),
         "commit": commit or "?",
     }
-
-
-def _deps_version(dist: str) -> str:
-    for meta in deps.DEPS.glob(dist.replace("-", "_") + "-*.dist-info"):
-        return meta.name.split("-")[1] + " (benchmarks/.deps)"
-    return "not installed"
 
 
 def _row(cells: list[str]) -> str:
@@ -329,6 +334,8 @@ def report(res: dict[str, Any], config: Config, command: str) -> str:
     lines += _concurrency(res)
     if "sandbox" in res:
         lines += _sandbox(res["sandbox"])
+    if "imports" in res:
+        lines += _imports(res["imports"])
     lines += _notes(res)
     return "\n".join(lines) + "\n"
 
@@ -356,6 +363,13 @@ def _target_rows(res: dict[str, Any], config: Config) -> list[tuple[str, str, st
         rows.append((f"flat: `{key}` {big:,}-frame CPU/frame ≤ {FLAT}× the {small:,} and "
                      f"{mid:,} ones", f"{raw:.2f}× ({growth:.2f}× relative to the floor)",
                      note, raw <= FLAT))
+    imp = res.get("imports")
+    if imp:
+        for module, pairs in imp["samples"].items():
+            out[f"imports.{module}.cpu"] = imports.median([cpu for cpu, _ in pairs])
+        for pair, values in imp["ratios"].items():
+            out[f"ratio.import.{pair}"] = imports.median(values)
+        out["imports.cli_help.wall"] = imports.median(imp["help"])
     sb = res.get("sandbox")
     if sb:
         p50 = sb["warm"]["p50"]
@@ -565,6 +579,40 @@ def _sandbox(sb: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def _imports(imp: dict[str, Any]) -> list[str]:
+    out = [
+        "## 8. Start-up: import time",
+        "",
+        f"Each import in a fresh interpreter, timed inside it around the `import` only; "
+        f"medians of {imp['reps']} interleaved rounds after a warm-up round, spread in "
+        "parentheses; ratios per round (CPU). Target: ours at most "
+        f"{IMPORT_TARGET}× the baseline's.",
+        "",
+    ]
+    rows = []
+    for module, pairs in imp["samples"].items():
+        cpus = [cpu for cpu, _ in pairs]
+        walls = [wall for _, wall in pairs]
+        rows.append([f"`import {module}`",
+                     f"{_ms(imports.median(cpus))} ({_ms(min(cpus))}–{_ms(max(cpus))})",
+                     f"{_ms(imports.median(walls))}",
+                     "yes" if imp["openai"].get(module) else "no"])
+    out += _table(["module", "CPU ms", "wall ms", "imports openai"], rows)
+    out.append("")
+    rows = []
+    for pair, values in imp["ratios"].items():
+        med = imports.median(values)
+        rows.append([f"`{pair}`", f"{med:.2f} ({min(values):.2f}–{max(values):.2f})",
+                     _met(med <= IMPORT_TARGET)])
+    if rows:
+        out += _table(["ours / baseline (CPU)", "ratio", f"≤ {IMPORT_TARGET}"], rows)
+        out.append("")
+    helps = imp["help"]
+    out += [f"`qwen-ci --help` (a whole process, wall): {_ms(imports.median(helps))} ms "
+            f"({_ms(min(helps))}–{_ms(max(helps))}).", ""]
+    return out
+
+
 def _notes(res: dict[str, Any]) -> list[str]:
     out = []
     if res["missing"]:
@@ -616,8 +664,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-write", action="store_true",
                         help="only print the figures: no RESULTS.md / results.png")
     parser.add_argument("--no-sandbox", action="store_true", help="skip section 7")
-    parser.add_argument("--no-install", action="store_true",
-                        help="do not install the OpenAILike baseline into benchmarks/.deps")
     parser.add_argument("--out", type=Path, default=HERE, help="where to write the results")
     parser.add_argument("--render", action="store_true",
                         help="no measuring: write RESULTS.md / results.png again from the "
@@ -632,7 +678,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.quick:  # seconds, not minutes: no warm-up calls, no garbage collection
         global WARM_UP
         WARM_UP = measure.COLLECT = False
-    deps.ensure_openai_like(install=not (args.quick or args.no_install))
     res = run_suite(config, sandbox=not args.no_sandbox)
     for key, value in res["figures"].items():
         print(f"{key}\t{value:.6g}")

@@ -37,18 +37,32 @@ def _run(cmd: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+#: what installers print when the registry cannot be reached (as opposed to a conflict)
+_NETWORK_ERRORS = ("failed to fetch", "error sending request", "dns error", "connection refused",
+                   "network is unreachable", "failed to lookup address", "tcp connect error",
+                   "temporary failure in name resolution", "max retries exceeded",
+                   "could not fetch", "operation timed out", "connecterror")
+
+
+def _unreachable(output: str) -> bool:
+    lowered = output.lower()
+    return any(marker in lowered for marker in _NETWORK_ERRORS)
+
+
 def side_venv(
     name: str,
     requirements: Sequence[str],
     *,
     with_project: str | None = None,
     timeout: float = 900,
+    must_resolve: bool = False,
 ) -> Path:
     """Return the python of ``.venvs/<name>`` holding ``requirements``; skip if uninstallable.
 
     ``with_project`` installs this repository too, with those extras (``"langchain"``,
     ``"all"``, or ``""`` for the core alone), non-editable, so the side environment sees
-    the project as a user's pip would.
+    the project as a user's pip would. With ``must_resolve`` the installation itself is
+    under test: a failure fails the test, and only an unreachable registry skips it.
     """
     spec = {"requirements": list(requirements), "project": with_project, "py": sys.version}
     if with_project is not None:
@@ -75,7 +89,11 @@ def side_venv(
         pytest.fail(f"could not create the side venv {venv}: {made.stderr.strip()}")
     done = _run(install, timeout)
     if done.returncode != 0:
-        reason = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        output = (done.stderr or done.stdout).strip()
+        if must_resolve and not _unreachable(output):
+            pytest.fail(f"side venv {name!r}: {' '.join(reqs)} cannot be installed together:"
+                        f"\n{output}", pytrace=False)
+        reason = output.splitlines()[-5:]
         pytest.skip(f"side venv {name!r}: {' '.join(reqs)} could not be installed: {reason}")
     stamp.write_text(digest)
     return python
