@@ -8,6 +8,7 @@ round (which also writes the ``.pyc`` files); a ratio is computed per round.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import statistics
 import subprocess
@@ -33,9 +34,10 @@ _PROBE = (
 
 
 def available(module: str) -> bool:
-    done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True,
-                          check=False, timeout=120)
-    return done.returncode == 0
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def _once(module: str) -> tuple[float, float, bool]:
@@ -52,13 +54,17 @@ def _help_wall() -> float:
     return time.perf_counter() - started
 
 
-def run(reps: int) -> dict[str, Any]:
-    """Per module: CPU and wall samples, whether openai got imported; per pair: ratios."""
+def run(reps: int, warm: bool = True) -> dict[str, Any]:
+    """Per module: CPU and wall samples, whether openai got imported; per pair: ratios.
+
+    ``warm=False`` (the smoke run) skips the untimed warm-up round.
+    """
     modules = [m for m in MODULES if available(m)]
     samples: dict[str, list[tuple[float, float]]] = {m: [] for m in modules}
     loads_openai: dict[str, bool] = {}
     help_walls: list[float] = []
-    for round_index in range(reps + 1):
+    first = 0 if warm else 1
+    for round_index in range(first, reps + 1):
         shift = round_index % len(modules)
         for module in modules[shift:] + modules[:shift]:
             cpu, wall, openai = _once(module)
