@@ -22,8 +22,10 @@ PAIRS = [
     ("langchain_qwen_ci", "langchain_openai"),
     ("llamaindex_qwen_ci", "llama_index.llms.openai_like"),
 ]
+#: the frameworks alone: what any integration of theirs pays at import
+FLOORS = ["langchain_core.language_models.chat_models", "llama_index.core.llms.llm"]
 MODULES = ["qwen_ci", "langchain_qwen_ci", "llamaindex_qwen_ci", "langchain_openai",
-           "llama_index.llms.openai_like"]
+           "llama_index.llms.openai_like", *FLOORS]
 _PROBE = (
     "import sys, time, json\n"
     "w, c = time.perf_counter(), time.process_time()\n"

@@ -605,6 +605,11 @@ def _imports(imp: dict[str, Any]) -> list[str]:
     if rows:
         out += _table(["ours / baseline (CPU)", "ratio", f"≤ {IMPORT_TARGET}"], rows)
         out.append("")
+    out += ["`langchain_core.language_models.chat_models` (`BaseChatModel`) and "
+            "`llama_index.core.llms.llm` (`LLM`) are the frameworks alone: what any "
+            "integration of theirs pays (importing any `llama_index.core` submodule runs the "
+            "package's `__init__`, which loads most of it). Ours add the core (`qwen_ci`, "
+            "with httpx) to that; the baselines add the openai SDK.", ""]
     helps = imp["help"]
     out += [f"`qwen-ci --help` (a whole process, wall): {_ms(imports.median(helps))} ms "
             f"({_ms(min(helps))}–{_ms(max(helps))}).", ""]
