@@ -357,9 +357,12 @@ class Engine:
     def _announce(state: _State, code: str) -> list[Frame]:
         """Frames of the model writing the tool call, ending with the run in tool_info.
 
-        As recorded: a few frames with no text while the code's tokens are generated,
-        then the run appears in ``tool_info`` (with ``plugins.code_interpreter.count``).
-        A run after the first appears with empty code first, then filled in.
+        As recorded: a few frames with no text while the code's tokens are generated, an
+        empty frame with unchanged usage, then the run appears in ``tool_info`` (with
+        ``plugins.code_interpreter.count``, usage still unchanged). A run after the first
+        appears with empty code first, then filled in. :meth:`frames` sends these before
+        it executes the code, so the silence on the wire comes after the code is announced
+        (clients see the run start, then the pause, then the next round).
         """
         frames: list[Frame] = []
         if state.codes is not None:
@@ -370,6 +373,7 @@ class Engine:
         for index in range(steps):
             state.spend(tokens // steps + (1 if index < tokens % steps else 0))
             frames.append(state.frame())
+        frames.append(state.frame())  # the tool call is complete: usage stays
         if state.codes is None:
             state.codes = [code]
         else:

@@ -2,9 +2,12 @@
 
 ``output.tool_info`` is a snapshot of every run so far, repeated on every frame.
 Position in the list is the identity of a run; an entry can appear with empty code and
-be filled in later. A run is final, and emitted once, when a later run appears, when
-the model produces output again while the run is in the snapshot (it cannot resume
-before the run's result was fed back), or when the stream ends.
+be filled in later. A run **starts** (:class:`~qwen_ci.events.CodeStart`, once) when its
+code first appears non-empty: the service executes it then, and the stream is silent for
+as long as the code takes. A run is **final** (:class:`~qwen_ci.events.CodeRun`, once)
+when a later run appears, when the model produces output again while the run is in the
+snapshot (it cannot resume before the run's result was fed back), or when the stream
+ends; its code is the latest the snapshots showed, which wins over what the start carried.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 from qwen_ci.errors import IncompleteStreamError, ProtocolError
 from qwen_ci.events import (
     CodeRun,
+    CodeStart,
     Event,
     Finish,
     ReasoningDelta,
@@ -145,11 +149,15 @@ class DashScopeParser:
                     code = inner["code"]
             if index < len(codes):
                 if index >= self._done and code:
+                    if not codes[index]:
+                        events.append(CodeStart(index, code))
                     codes[index] = code
             else:
+                # a later run exists: every earlier run is final (before this one starts)
+                self._finalize(index, events)
                 codes.append(code)
-        # a later run exists: every earlier run is final
-        self._finalize(len(codes) - 1, events)
+                if code:
+                    events.append(CodeStart(index, code))
 
     def _resumed(self, events: list[Event]) -> None:
         codes = self._codes

@@ -14,7 +14,16 @@ from qwen_ci.errors import (
     ProtocolError,
     RateLimitError,
 )
-from qwen_ci.events import CodeRun, Event, Finish, ReasoningDelta, SearchInfo, TextDelta, Usage
+from qwen_ci.events import (
+    CodeRun,
+    CodeStart,
+    Event,
+    Finish,
+    ReasoningDelta,
+    SearchInfo,
+    TextDelta,
+    Usage,
+)
 from qwen_ci.protocols.dashscope import DashScopeParser
 from qwen_ci.protocols.sse import SSEDecoder
 from tests.replay import native_frame, native_stream
@@ -94,7 +103,39 @@ def test_run_is_emitted_as_soon_as_the_model_resumes() -> None:
         ]
     )
     events = parse(frames, end=False)
-    assert events == [CodeRun(0, "1+1"), ReasoningDelta("two")]
+    assert events == [CodeStart(0, "1+1"), CodeRun(0, "1+1"), ReasoningDelta("two")]
+
+
+def test_run_starts_when_its_code_first_appears_and_is_final_later() -> None:
+    frames = native_stream(
+        [
+            {"reasoning": "I will compute."},
+            {"tool_info": [""]},  # placeholder: not started
+            {"tool_info": ["import time"]},  # started: the service runs it now
+            {"tool_info": ["import time"]},  # repeated while silent: nothing new
+        ]
+    )
+    events = parse(frames, end=False)
+    assert events == [ReasoningDelta("I will compute."), CodeStart(0, "import time")]
+
+
+def test_code_changed_after_the_start_final_code_wins() -> None:
+    frames = native_stream(
+        [
+            {"tool_info": ["import math"]},
+            {"tool_info": ["import math\nprint(math.pi)"]},
+            {"tool_info": ["import math\nprint(math.pi)", "x = 1"]},
+            {"content": "3.14", "tool_info": ["import math\nprint(math.pi)", "x = 1"]},
+            {"finish": "stop", "tool_info": ["import math\nprint(math.pi)", "x = 1"]},
+        ]
+    )
+    lifecycle = [e for e in parse(frames) if isinstance(e, CodeStart | CodeRun)]
+    assert lifecycle == [
+        CodeStart(0, "import math"),  # what was known at the start
+        CodeRun(0, "import math\nprint(math.pi)"),  # the final code wins
+        CodeStart(1, "x = 1"),  # run 0 is final before run 1 starts
+        CodeRun(1, "x = 1"),
+    ]
 
 
 def test_placeholder_never_emitted_and_last_run_final_at_stream_end() -> None:
@@ -105,7 +146,9 @@ def test_placeholder_never_emitted_and_last_run_final_at_stream_end() -> None:
             {"finish": "stop", "tool_info": ["a = 1", ""]},
         ]
     )
-    assert runs(parse(frames)) == [CodeRun(0, "a = 1")]
+    events = parse(frames)
+    assert runs(events) == [CodeRun(0, "a = 1")]
+    assert [e for e in events if isinstance(e, CodeStart)] == [CodeStart(0, "a = 1")]
     frames = native_stream([{"tool_info": ["x"]}, {"finish": "stop", "tool_info": ["x"]}])
     assert runs(parse(frames)) == [CodeRun(0, "x")]
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qwen_ci.errors import QwenCIError
-from qwen_ci.events import CodeRun, Event
+from qwen_ci.events import CodeRun, CodeStart, Event
 from qwen_ci.protocols.dashscope import DashScopeParser
 from qwen_ci.protocols.sse import SSEDecoder
 from tests.replay import native_stream
@@ -66,6 +66,15 @@ def test_each_run_once_in_order_with_final_code(
     assert [e for e in events if isinstance(e, CodeRun)] == [
         CodeRun(i, code) for i, code in enumerate(finals)]
     assert events == parse_bytes(body, [])  # chunking never changes the result
+    # each run starts once, before it is final, and runs never overlap
+    lifecycle = [(type(e).__name__, e.index) for e in events
+                 if isinstance(e, CodeStart | CodeRun)]
+    assert lifecycle == [(kind, i) for i in range(len(finals))
+                         for kind in ("CodeStart", "CodeRun")]
+    starts = [e for e in events if isinstance(e, CodeStart)]
+    # a start carries what was known then (here the code is filled in as prefixes)
+    assert all(start.code and final.startswith(start.code)
+               for start, final in zip(starts, finals, strict=True))
 
 
 @settings(max_examples=300, deadline=None)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from qwen_ci import CodeRun, Finish, ReasoningDelta, TextDelta
+from qwen_ci import CodeRun, CodeStart, Finish, TextDelta
 from qwen_ci.emulator import Engine, Generation, Message, ScriptedModel
 from qwen_ci.emulator.engine import estimate_tokens, split_text
 from qwen_ci.emulator.model import Answer, Model, Run, RunCode, Thinking, Turn
@@ -197,8 +197,10 @@ def test_stream_is_silent_during_a_run(emulator: object) -> None:
     gaps = [(b[0] - a[0], a[1], b[1]) for a, b in itertools.pairwise(stamps)]
     longest = max(gaps, key=lambda gap: gap[0])
     assert longest[0] >= 1.1
-    # the gap is the run: thinking before it, and the run reported when output resumes
-    assert isinstance(longest[1], ReasoningDelta)
-    assert isinstance(longest[2], CodeRun | ReasoningDelta)
+    # the gap is the run: its code is announced (start) before it executes, and the run
+    # is final when output resumes
+    code = "import time\ntime.sleep(1.2)\nprint('slept')"
+    assert longest[1] == CodeStart(0, code)
+    assert longest[2] == CodeRun(0, code)
     assert any(isinstance(e, TextDelta) and "slept" in e.text for _, e in stamps)
     assert isinstance(stamps[-1][1], Finish)
