@@ -9,7 +9,6 @@ from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
 )
-from langchain_core.callbacks.manager import AsyncCallbackManager, CallbackManager
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import (
     AIMessage,
@@ -23,17 +22,22 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
-from langchain_core.runnables.config import (
-    ensure_config,
-    get_async_callback_manager_for_config,
-    get_callback_manager_for_config,
-)
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import ensure_config
 from langchain_core.utils import from_env, secret_from_env
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from langchain_qwen_ci.content_blocks import PROVIDER
 from langchain_qwen_ci.errors import atranslated, translated
+from langchain_qwen_ci.tracing import (
+    CODE_EVENT,
+    AsyncCodeRunTracer,
+    CodeRunTracer,
+    acall_config,
+    call_config,
+    in_call,
+    prepare_call,
+)
 from qwen_ci.config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_MODEL, DEFAULT_REGION
 from qwen_ci.errors import InvalidRequestError
 from qwen_ci.events import (
@@ -59,10 +63,6 @@ from qwen_ci.session import TRANSPORT_FIELDS, Session, call_options, session_for
 
 # LangChain passes these through **kwargs; they are not service parameters.
 _LANGCHAIN_KWARGS = frozenset({"ls_structured_output_format", "stream"})
-
-CODE_EVENT = "code_interpreter"
-"""Name of the custom event dispatched when a code run is final."""
-
 
 class ChatQwenCodeInterpreter(BaseChatModel):
     """Qwen with DashScope's built-in code interpreter, as a LangChain chat model.
@@ -145,10 +145,13 @@ class ChatQwenCodeInterpreter(BaseChatModel):
     default_headers: dict[str, str] | None = None
     streaming: bool = False
     """Accepted for compatibility; the service always streams."""
+    trace_code_runs: bool = True
+    """Report each executed code block as a ``code_interpreter`` tool run, child of this
+    model's run, from the run's start to when it is final (every tracer sees it)."""
     emit_code_events: bool = True
-    """Dispatch a ``code_interpreter`` custom event (``{"index", "code"}``) the moment a
-    run is final, when called inside a runnable context (``astream_events`` consumers
-    see it). Outside a runnable context nothing is dispatched."""
+    """Dispatch ``code_interpreter_start`` and ``code_interpreter`` custom events
+    (``{"index", "code"}``) on this model's run when a run starts and when it is final
+    (``astream_events`` consumers see them). Nothing is dispatched without a tracer."""
 
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
@@ -228,9 +231,7 @@ class ChatQwenCodeInterpreter(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         events = self._events(messages, stop, kwargs)
         builder = _ChunkBuilder()
-        for event in events:
-            if isinstance(event, CodeRun) and self.emit_code_events:
-                _dispatch_code_event(event, run_manager)
+        for event in self._traced(events, run_manager):
             chunk = builder.on_event(event)
             if chunk is not None:
                 if run_manager and isinstance(event, TextDelta | ReasoningDelta):
@@ -246,9 +247,7 @@ class ChatQwenCodeInterpreter(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         events = self._aevents(messages, stop, kwargs)
         builder = _ChunkBuilder()
-        async for event in events:
-            if isinstance(event, CodeRun) and self.emit_code_events:
-                await _adispatch_code_event(event, run_manager)
+        async for event in self._atraced(events, run_manager):
             chunk = builder.on_event(event)
             if chunk is not None:
                 if run_manager and isinstance(event, TextDelta | ReasoningDelta):
@@ -263,9 +262,7 @@ class ChatQwenCodeInterpreter(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         events = self._events(messages, stop, kwargs)
-        if self.emit_code_events:
-            events = _with_code_events(events, run_manager)
-        return _chat_result(collect(events))
+        return _chat_result(collect(self._traced(events, run_manager)))
 
     async def _agenerate(
         self,
@@ -275,9 +272,57 @@ class ChatQwenCodeInterpreter(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         events = self._aevents(messages, stop, kwargs)
-        if self.emit_code_events:
-            events = _awith_code_events(events, run_manager)
-        return _chat_result(await acollect(events))
+        return _chat_result(await acollect(self._atraced(events, run_manager)))
+
+    def invoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        # when a streaming handler is attached (astream_events, LangGraph's "messages"
+        # mode) langchain-core runs _stream without the run manager: see stream()
+        config, call = prepare_call(ensure_config(config))
+        with in_call(call):
+            return super().invoke(input, config, stop=stop, **kwargs)
+
+    async def ainvoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        config, call = prepare_call(ensure_config(config))
+        with in_call(call):
+            return await super().ainvoke(input, config, stop=stop, **kwargs)
+
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        # langchain-core calls _stream without the run manager: fix the model run's id and
+        # let _stream see the call's config, so code runs become children of that run
+        config, call = prepare_call(ensure_config(config))
+        return call_config(super().stream(input, config, stop=stop, **kwargs), call)
+
+    def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        config, call = prepare_call(ensure_config(config))
+        return acall_config(super().astream(input, config, stop=stop, **kwargs), call)
 
     # ------------------------------------------------------------------ helpers
 
@@ -286,6 +331,24 @@ class ChatQwenCodeInterpreter(BaseChatModel):
         if stop is not None:
             call["stop"] = stop
         return call
+
+    def _traced(
+        self, events: Iterator[Event], run_manager: CallbackManagerForLLMRun | None
+    ) -> Iterator[Event]:
+        if not (self.trace_code_runs or self.emit_code_events):
+            return events
+        tracer = CodeRunTracer(self, run_manager, tool_runs=self.trace_code_runs,
+                               events=self.emit_code_events)
+        return tracer.watch(events)
+
+    def _atraced(
+        self, events: AsyncIterator[Event], run_manager: AsyncCallbackManagerForLLMRun | None
+    ) -> AsyncIterator[Event]:
+        if not (self.trace_code_runs or self.emit_code_events):
+            return events
+        tracer = AsyncCodeRunTracer(self, run_manager, tool_runs=self.trace_code_runs,
+                                    events=self.emit_code_events)
+        return tracer.watch(events)
 
     def _events(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: Mapping[str, Any]
@@ -317,52 +380,6 @@ class ChatQwenCodeInterpreter(BaseChatModel):
             self.api_key.get_secret_value() if self.api_key else None,
             {name: getattr(self, name) for name in TRANSPORT_FIELDS},
         )
-
-
-# ---------------------------------------------------------------------- code events
-
-
-def _dispatch_code_event(run: CodeRun, run_manager: CallbackManagerForLLMRun | None) -> None:
-    """Dispatch the run to the model's run, or to the enclosing runnable; never raise."""
-    data = {"index": run.index, "code": run.code}
-    if run_manager is not None:
-        manager = CallbackManager(handlers=run_manager.handlers, parent_run_id=run_manager.run_id)
-    else:
-        manager = get_callback_manager_for_config(ensure_config())
-    if manager.parent_run_id is not None and manager.handlers:
-        manager.on_custom_event(CODE_EVENT, data, run_id=manager.parent_run_id)
-
-
-async def _adispatch_code_event(
-    run: CodeRun, run_manager: AsyncCallbackManagerForLLMRun | None
-) -> None:
-    data = {"index": run.index, "code": run.code}
-    if run_manager is not None:
-        manager = AsyncCallbackManager(
-            handlers=run_manager.handlers, parent_run_id=run_manager.run_id
-        )
-    else:
-        manager = get_async_callback_manager_for_config(ensure_config())
-    if manager.parent_run_id is not None and manager.handlers:
-        await manager.on_custom_event(CODE_EVENT, data, run_id=manager.parent_run_id)
-
-
-def _with_code_events(
-    events: Iterator[Event], run_manager: CallbackManagerForLLMRun | None
-) -> Iterator[Event]:
-    for event in events:
-        if isinstance(event, CodeRun):
-            _dispatch_code_event(event, run_manager)
-        yield event
-
-
-async def _awith_code_events(
-    events: AsyncIterator[Event], run_manager: AsyncCallbackManagerForLLMRun | None
-) -> AsyncIterator[Event]:
-    async for event in events:
-        if isinstance(event, CodeRun):
-            await _adispatch_code_event(event, run_manager)
-        yield event
 
 
 # ---------------------------------------------------------------------- translation
@@ -535,4 +552,4 @@ def _chat_result(result: Result) -> ChatResult:
     return ChatResult(generations=[generation], llm_output={"model_name": result.finish.model})
 
 
-__all__ = ["ChatQwenCodeInterpreter"]
+__all__ = ["CODE_EVENT", "ChatQwenCodeInterpreter"]
