@@ -1,13 +1,28 @@
-"""Code runs in LlamaIndex traces: an opt-in instrumentation event and OTel span events.
+"""Code runs in LlamaIndex traces: a TOOL span per run under the call's LLM span.
 
 A :class:`CodeReporter` is made when a call starts (inside the public endpoint, before a
 streaming generator is returned), so it holds the call's LlamaIndex span id and the
-OpenTelemetry span current at that moment (the LLM span under OpenInference), and reports
-each run to them the moment its code is final.
+OpenTelemetry span current at that moment (the LLM span under OpenInference). Then, when
+that span is recording:
+
+- each run becomes an OpenInference TOOL span (``code_interpreter``, the code as
+  ``input.value``, ``text/plain``), child of the LLM span, from the run's start
+  (:class:`~qwen_ci.events.CodeStart`) to when it is final (its code wins);
+- at the end of the response the LLM span gets the thinking as reasoning content of the
+  output message, the reasoning token count, and the run count and request id in its
+  ``metadata``.
+
+Spans are made with the tracer OpenInference's LlamaIndex instrumentation uses (so its
+tracer provider and ``TraceConfig`` masking apply), else with the global tracer provider.
+Without OpenTelemetry, or without a recording span, nothing is recorded. Opt-in
+instrumentation events (:class:`CodeInterpreterStartEvent`,
+:class:`CodeInterpreterRunEvent`) go to every LlamaIndex event handler.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -15,12 +30,39 @@ from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.span import active_span_id
 from llama_index_instrumentation import get_dispatcher
 
-from qwen_ci.events import CodeRun, Event
+from qwen_ci.events import CodeRun, CodeStart, Event, Finish, ReasoningDelta, Usage
 
-SPAN_EVENT = "code_interpreter"
-"""Name of the OpenTelemetry span event added per executed run."""
+TOOL_NAME = "code_interpreter"
+TOOL_DESCRIPTION = (
+    "Python executed by Qwen's hosted code interpreter (the service returns no output)"
+)
+INDEX_KEY = "code_interpreter_index"
+COUNT_KEY = "code_interpreter_count"
+
+# OpenInference semantic conventions (openinference-semantic-conventions 0.1.x)
+_KIND = "openinference.span.kind"
+_MESSAGE = "llm.output_messages.0.message"
+_REASONING_TOKENS = "llm.token_count.completion_details.reasoning"
+_METADATA = "metadata"
 
 dispatcher = get_dispatcher(__name__)
+
+
+class CodeInterpreterStartEvent(BaseEvent):
+    """A run started: its code was announced and the service executes it now (opt-in).
+
+    Example:
+        >>> from llamaindex_qwen_ci.tracing import CodeInterpreterStartEvent
+        >>> CodeInterpreterStartEvent(index=0, code="123**21", span_id=None).index
+        0
+    """
+
+    index: int
+    code: str
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "CodeInterpreterStartEvent"
 
 
 class CodeInterpreterRunEvent(BaseEvent):
@@ -56,6 +98,110 @@ def _current_otel_span() -> Any:
     return getattr(span, "__wrapped__", span)
 
 
+def _tracer() -> Any:
+    """The tracer of OpenInference's LlamaIndex instrumentation when it is active (its
+    provider and TraceConfig), else one from the global tracer provider."""
+    module = sys.modules.get("openinference.instrumentation.llama_index")
+    if module is not None:
+        instrumentor = module.LlamaIndexInstrumentor()
+        # not public: the instrumentor keeps the tracer it was given only on its handler
+        tracer = getattr(getattr(instrumentor, "_span_handler", None), "_otel_tracer", None)
+        if tracer is not None and instrumentor.is_instrumented_by_opentelemetry:
+            return tracer
+    from opentelemetry import trace
+
+    return trace.get_tracer(__name__)
+
+
+class _Spans:
+    """The OpenTelemetry side of one call: TOOL spans and the LLM span's attributes."""
+
+    __slots__ = ("_llm", "_open", "_reasoning", "_runs", "_tracer", "_usage")
+
+    def __init__(self, llm_span: Any) -> None:
+        self._llm = llm_span
+        self._tracer = _tracer()
+        self._open: dict[int, Any] = {}
+        self._runs = 0
+        self._reasoning: list[str] = []
+        self._usage: Usage | None = None
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, ReasoningDelta):
+            self._reasoning.append(event.text)
+        elif isinstance(event, CodeStart):
+            self._open[event.index] = self._start(event)
+        elif isinstance(event, CodeRun):
+            span = self._open.pop(event.index, None) or self._start(event)
+            span.set_attribute("input.value", event.code)  # the final code wins
+            self._end(span, ok=True)
+            self._runs += 1
+        elif isinstance(event, Usage):
+            self._usage = event
+        elif isinstance(event, Finish):
+            self._finish(event)
+
+    def _start(self, event: CodeStart | CodeRun) -> Any:
+        from opentelemetry import trace
+
+        return self._tracer.start_span(
+            TOOL_NAME,
+            context=trace.set_span_in_context(self._llm),
+            attributes={
+                _KIND: "TOOL",
+                "tool.name": TOOL_NAME,
+                "tool.description": TOOL_DESCRIPTION,
+                "input.value": event.code,
+                "input.mime_type": "text/plain",
+                _METADATA: json.dumps({INDEX_KEY: event.index}),
+            },
+        )
+
+    @staticmethod
+    def _end(span: Any, *, ok: bool, error: BaseException | None = None) -> None:
+        from opentelemetry.trace import Status, StatusCode
+
+        if ok:
+            span.set_status(Status(StatusCode.OK))
+        else:
+            span.set_status(Status(StatusCode.ERROR, str(error or "response ended early")))
+            if error is not None:
+                span.record_exception(error)
+        span.end()
+
+    def _finish(self, finish: Finish) -> None:
+        llm = self._llm
+        if not llm.is_recording():
+            return
+        if self._reasoning:
+            llm.set_attribute(f"{_MESSAGE}.role", "assistant")
+            llm.set_attribute(f"{_MESSAGE}.contents.0.message_content.type", "reasoning")
+            llm.set_attribute(f"{_MESSAGE}.contents.0.message_content.text",
+                              "".join(self._reasoning))
+        usage = self._usage
+        if usage is not None:
+            llm.set_attribute(_REASONING_TOKENS, usage.reasoning_tokens)
+        metadata: dict[str, Any] = {}
+        existing = (getattr(llm, "attributes", None) or {}).get(_METADATA)
+        if isinstance(existing, str):
+            try:
+                loaded = json.loads(existing)
+            except ValueError:
+                loaded = None
+            if isinstance(loaded, dict):
+                metadata.update(loaded)
+        runs = usage.plugins.get("code_interpreter", {}).get("count") if usage else None
+        metadata[COUNT_KEY] = runs if isinstance(runs, int) else self._runs
+        metadata["request_id"] = finish.request_id
+        llm.set_attribute(_METADATA, json.dumps(metadata))
+
+    def close(self, error: BaseException | None) -> None:
+        """End TOOL spans still open (the response failed or was closed early)."""
+        for span in self._open.values():
+            self._end(span, ok=False, error=error)
+        self._open.clear()
+
+
 class CodeReporter:
     """Reports the runs of one call to its spans.
 
@@ -66,37 +212,51 @@ class CodeReporter:
         [CodeRun(index=0, code='1+1'), TextDelta(text='2')]
     """
 
-    __slots__ = ("_dispatch", "_otel_span", "_span_id")
+    __slots__ = ("_dispatch", "_span_id", "_spans")
 
     def __init__(self, *, dispatch: bool) -> None:
         self._dispatch = dispatch
         self._span_id = active_span_id.get()
-        self._otel_span = _current_otel_span()
+        llm_span = _current_otel_span()
+        self._spans = _Spans(llm_span) if llm_span is not None else None
 
-    def _span_event(self, run: CodeRun) -> None:
-        if self._otel_span is not None and self._otel_span.is_recording():
-            self._otel_span.add_event(
-                SPAN_EVENT,
-                {"code_interpreter.index": run.index, "code_interpreter.code": run.code},
-            )
-
-    def _event(self, run: CodeRun) -> CodeInterpreterRunEvent:
-        return CodeInterpreterRunEvent(index=run.index, code=run.code, span_id=self._span_id)
+    def _event(self, event: CodeStart | CodeRun) -> BaseEvent:
+        kind = CodeInterpreterStartEvent if isinstance(event, CodeStart) else \
+            CodeInterpreterRunEvent
+        return kind(index=event.index, code=event.code, span_id=self._span_id)
 
     def watch(self, events: Iterator[Event]) -> Iterator[Event]:
         """Pass events through, reporting each run."""
-        for event in events:
-            if isinstance(event, CodeRun):
-                self._span_event(event)
-                if self._dispatch:
+        spans = self._spans
+        try:
+            for event in events:
+                if spans is not None:
+                    spans.on_event(event)
+                if self._dispatch and isinstance(event, CodeStart | CodeRun):
                     dispatcher.event(self._event(event))
-            yield event
+                yield event
+        except Exception as exc:
+            if spans is not None:
+                spans.close(exc)
+            raise
+        finally:
+            if spans is not None:
+                spans.close(None)
 
     async def awatch(self, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
         """Async :meth:`watch`."""
-        async for event in events:
-            if isinstance(event, CodeRun):
-                self._span_event(event)
-                if self._dispatch:
+        spans = self._spans
+        try:
+            async for event in events:
+                if spans is not None:
+                    spans.on_event(event)
+                if self._dispatch and isinstance(event, CodeStart | CodeRun):
                     await dispatcher.aevent(self._event(event))
-            yield event
+                yield event
+        except Exception as exc:
+            if spans is not None:
+                spans.close(exc)
+            raise
+        finally:
+            if spans is not None:
+                spans.close(None)
