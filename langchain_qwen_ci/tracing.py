@@ -20,6 +20,7 @@ parent (the id is the one langchain-core stamps on the chunks as ``lc_run--<id>`
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -36,7 +37,7 @@ from langchain_core.callbacks import (
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 
-from qwen_ci.events import CodeRun, CodeStart, Event
+from qwen_ci.events import CodeRun, CodeStart, Event, Finish, ReasoningDelta, TextDelta
 
 TOOL_NAME = "code_interpreter"
 TOOL_DESCRIPTION = (
@@ -189,6 +190,48 @@ def _output(started: str, final: str) -> str:
     return f"{TOOL_OUTPUT}\nThe code was completed after the run started; final code:\n{final}"
 
 
+class _ReasoningOnSpan:
+    """Puts the thinking on OpenInference's LLM span as reasoning content, through its
+    public ``LangChainInstrumentor().get_span(run_id)``, when that instrumentation is
+    active (OpenInference itself only shows it inside the output JSON)."""
+
+    __slots__ = ("_reasoning", "_run_id", "_span", "_text")
+
+    def __init__(self, span: Any, run_id: UUID) -> None:
+        self._span = span
+        self._run_id = run_id
+        self._reasoning: list[str] = []
+        self._text: list[str] = []
+
+    @classmethod
+    def maybe(cls, run_id: UUID) -> _ReasoningOnSpan | None:
+        module = sys.modules.get("openinference.instrumentation.langchain")
+        if module is None:  # never imported: the instrumentation cannot be active
+            return None
+        instrumentor = module.LangChainInstrumentor()
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            return None
+        span = instrumentor.get_span(run_id)
+        if span is None or not span.is_recording():
+            return None
+        return cls(span, run_id)
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, ReasoningDelta):
+            self._reasoning.append(event.text)
+        elif isinstance(event, TextDelta):
+            self._text.append(event.text)
+        elif isinstance(event, Finish) and self._reasoning and self._span.is_recording():
+            prefix = "llm.output_messages.0.message"
+            self._span.set_attribute(f"{prefix}.role", "assistant")
+            contents = [("reasoning", "".join(self._reasoning)), ("text", "".join(self._text))]
+            for index, (kind, text) in enumerate(contents):
+                self._span.set_attribute(
+                    f"{prefix}.contents.{index}.message_content.type", kind)
+                self._span.set_attribute(
+                    f"{prefix}.contents.{index}.message_content.text", text)
+
+
 def _closed_early() -> RuntimeError:
     return RuntimeError("The response ended before this code run was final.")
 
@@ -205,13 +248,15 @@ class CodeRunTracer:
         >>> tracer.close()  # no model run in this context: nothing was reported
     """
 
-    __slots__ = ("_events", "_open", "_parent", "_started", "_tool_runs")
+    __slots__ = ("_events", "_open", "_parent", "_reasoning", "_started", "_tool_runs")
 
     def __init__(self, model: BaseChatModel, run_manager: CallbackManagerForLLMRun | None, *,
                  tool_runs: bool, events: bool) -> None:
         self._parent = run_manager if run_manager is not None else _parent_manager(model)
         if self._parent is not None and not self._parent.handlers:
             self._parent = None
+        self._reasoning = (_ReasoningOnSpan.maybe(self._parent.run_id)
+                           if self._parent is not None else None)
         self._tool_runs = tool_runs
         self._events = events
         self._open: dict[int, CallbackManagerForToolRun] = {}
@@ -220,6 +265,8 @@ class CodeRunTracer:
     def on_event(self, event: Event) -> None:
         """Open a tool run on a start, end it when the run is final."""
         parent = self._parent
+        if self._reasoning is not None:
+            self._reasoning.on_event(event)
         if parent is None or not isinstance(event, CodeStart | CodeRun):
             return
         data = {"index": event.index, "code": event.code}
@@ -275,13 +322,15 @@ class AsyncCodeRunTracer:
         >>> asyncio.run(tracer.on_event(CodeStart(0, "1+1")))
     """
 
-    __slots__ = ("_events", "_open", "_parent", "_started", "_tool_runs")
+    __slots__ = ("_events", "_open", "_parent", "_reasoning", "_started", "_tool_runs")
 
     def __init__(self, model: BaseChatModel, run_manager: AsyncCallbackManagerForLLMRun | None,
                  *, tool_runs: bool, events: bool) -> None:
         self._parent = run_manager if run_manager is not None else _aparent_manager(model)
         if self._parent is not None and not self._parent.handlers:
             self._parent = None
+        self._reasoning = (_ReasoningOnSpan.maybe(self._parent.run_id)
+                           if self._parent is not None else None)
         self._tool_runs = tool_runs
         self._events = events
         self._open: dict[int, AsyncCallbackManagerForToolRun] = {}
@@ -290,6 +339,8 @@ class AsyncCodeRunTracer:
     async def on_event(self, event: Event) -> None:
         """Open a tool run on a start, end it when the run is final."""
         parent = self._parent
+        if self._reasoning is not None:
+            self._reasoning.on_event(event)
         if parent is None or not isinstance(event, CodeStart | CodeRun):
             return
         data = {"index": event.index, "code": event.code}

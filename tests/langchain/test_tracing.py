@@ -343,6 +343,11 @@ async def test_openinference_tool_spans_under_the_llm_span(
     assert all(s.status.is_ok for s in tools)
     llm_attrs = dict(llm_span.attributes or {})
     assert llm_attrs["llm.output_messages.0.message.content"] == ANSWER
+    # the thinking as reasoning content of the output message (set through get_span)
+    prefix = "llm.output_messages.0.message.contents"
+    assert llm_attrs[f"{prefix}.0.message_content.type"] == "reasoning"
+    assert llm_attrs[f"{prefix}.0.message_content.text"] == THINKING
+    assert llm_attrs[f"{prefix}.1.message_content.text"] == ANSWER
     assert int(llm_attrs["llm.token_count.completion_details.reasoning"]) > 0  # type: ignore[call-overload]
     output = json.loads(str(llm_attrs["output.value"]))
     kwargs = output["generations"][0][0]["message"]["kwargs"]
