@@ -48,21 +48,36 @@ def test_quickstart_without_key_runs_against_the_local_emulator() -> None:
     assert "77269364466549865653073473388030061522211723" in out
 
 
-def test_tracing_langchain_example_prints_the_trace() -> None:
+BIG = "1169008215014432917465348578887506800769541157267"
+
+
+def tools_at(depth: int) -> str:
+    """The two-step question's two tool steps, as the examples print them."""
+    pad = "  " * depth
+    return (f"{pad}TOOL code_interpreter\n{pad}  123**23\n"
+            f"{pad}TOOL code_interpreter\n{pad}  {BIG} / 5\n")
+
+
+def test_tracing_langchain_example_prints_the_trace_tree_with_tool_steps() -> None:
     done = run("tracing_langchain.py", key=None)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "backend: local emulator" in out
-    assert "code #0:\n      123**21" in out
-    assert "answer: " in out and "77269364466549865653073473388030061522211723" in out
-    assert "tokens: prompt" in out and "reasoning" in out
+    assert "backend: local emulator" in out and "2.338016430028866e+47" in out
+    lines = out[out.index("CHAIN RunnableSequence"):].splitlines()
+    assert lines[:2] == ["CHAIN RunnableSequence", "  PROMPT ChatPromptTemplate"]
+    assert lines[2].startswith("  LLM ChatQwenCodeInterpreter  (tokens: prompt ")
+    assert "reasoning None" not in lines[2]
+    assert lines[3].startswith("    thinking: The user asks for two steps")
+    assert "\n".join(lines[4:]) + "\n" == tools_at(2) + "  CHAIN StrOutputParser\n"
 
 
-def test_tracing_llamaindex_example_prints_code_span_events() -> None:
+def test_tracing_llamaindex_example_prints_the_trace_tree_with_tool_spans() -> None:
     done = run("tracing_llamaindex.py", key=None)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "backend: local emulator" in out
-    assert out.count("code #0:\n      123**21") == 2  # chat and stream_chat spans
-    assert "77269364466549865653073473388030061522211723" in out
-    assert "tokens: prompt" in out
+    assert "backend: local emulator" in out and "2.338016430028866e+47" in out
+    lines = out[out.index("LLM QwenCodeInterpreter.stream_chat"):].splitlines()
+    assert "reasoning None" not in lines[0] and "(tokens: prompt " in lines[0]
+    assert lines[1].startswith("  thinking: The user asks for two steps")
+    assert lines[2].startswith("  metadata: {'code_interpreter_count': 2, 'request_id': ")
+    assert "\n".join(lines[3:]) + "\n" == tools_at(1)
