@@ -37,7 +37,8 @@ def provider(otlp: str | None, project: str = PROJECT) -> tuple[TracerProvider,
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         except ImportError:
-            raise SystemExit("--otlp needs: pip install opentelemetry-exporter-otlp-proto-http")
+            raise SystemExit(
+                "--otlp needs: pip install opentelemetry-exporter-otlp-proto-http") from None
         tracer_provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=otlp)))
     return tracer_provider, memory
 
@@ -76,8 +77,7 @@ def tree(spans: Sequence[ReadableSpan]) -> str:
     out: list[str] = []
 
     def walk(span: ReadableSpan, depth: int) -> None:
-        for index, line in enumerate(_describe(span)):
-            out.append("  " * depth + line)
+        out.extend("  " * depth + line for line in _describe(span))
         for child in children.get(span.context.span_id, []):
             walk(child, depth + 1)
 

@@ -16,8 +16,9 @@ FLOOR = "langchain-core==1.0.*"
 def test_tracing_tests_pass_on_the_lowest_langchain_core() -> None:
     python = side_venv("langchain-core-floor", [
         # langgraph-checkpoint 4 needs a newer langchain-core (Reviver(allowed_objects=...))
-        FLOOR, "langgraph==1.0.*", "langgraph-checkpoint<4", "pytest", "pytest-asyncio", "pytest-timeout",
-        "opentelemetry-sdk", "openinference-instrumentation-langchain",
+        FLOOR, "langgraph==1.0.*", "langgraph-checkpoint<4",
+        "pytest", "pytest-asyncio", "pytest-timeout", "opentelemetry-sdk",
+        "openinference-instrumentation-langchain",
     ], with_project="langchain")
     version = subprocess.run([str(python), "-c", "import langchain_core; "
                               "print(langchain_core.__version__)"],
