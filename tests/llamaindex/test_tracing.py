@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 class Traced:
     """OpenInference's LlamaIndex instrumentation into an in-memory exporter."""
 
-    def __init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
         from openinference.instrumentation.llama_index import LlamaIndexInstrumentor
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -43,7 +43,7 @@ class Traced:
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.instrumentor = LlamaIndexInstrumentor()
-        self.instrumentor.instrument(tracer_provider=provider)
+        self.instrumentor.instrument(tracer_provider=provider, **options)
 
     def spans(self, kind: str) -> list[Any]:
         return sorted((s for s in self.exporter.get_finished_spans()
@@ -140,6 +140,20 @@ def test_a_stream_cut_during_a_run_ends_its_tool_span_with_the_error(
     assert dict(tool.attributes or {})["input.value"] == CODES[0]
     assert not tool.status.is_ok and tool.status.description
     assert any(e.name == "exception" for e in tool.events)
+
+
+def test_the_instrumentations_trace_config_applies(server: ReplayServer) -> None:
+    from openinference.instrumentation import TraceConfig
+
+    server.default = Reply(THREE_RUNS)
+    traced = Traced(config=TraceConfig(hide_inputs=True))
+    try:
+        make_llm(server).chat(user("q"))
+    finally:
+        traced.instrumentor.uninstrument()
+    tools = traced.spans("TOOL")
+    assert len(tools) == 3
+    assert not any(code in str(s.attributes) for s in tools for code in CODES)
 
 
 # ------------------------------------------------------------------ engines and agents
