@@ -236,7 +236,23 @@ def _closed_early() -> RuntimeError:
     return RuntimeError("The response ended before this code run was final.")
 
 
-class CodeRunTracer:
+class _TracerBase:
+    """What both tracers keep for one call: the model's run manager, open tool runs."""
+
+    __slots__ = ("_events", "_open", "_parent", "_reasoning", "_started", "_tool_runs")
+
+    def __init__(self, parent: Any, *, tool_runs: bool, events: bool) -> None:
+        if parent is not None and not parent.handlers:
+            parent = None  # no tracer: nothing to report
+        self._parent = parent
+        self._reasoning = _ReasoningOnSpan.maybe(parent.run_id) if parent is not None else None
+        self._tool_runs = tool_runs
+        self._events = events
+        self._open: dict[int, Any] = {}
+        self._started: dict[int, str] = {}
+
+
+class CodeRunTracer(_TracerBase):
     """Reports the code runs of one call to the model's run (sync calls).
 
     Example:
@@ -248,19 +264,12 @@ class CodeRunTracer:
         >>> tracer.close()  # no model run in this context: nothing was reported
     """
 
-    __slots__ = ("_events", "_open", "_parent", "_reasoning", "_started", "_tool_runs")
+    __slots__ = ()
 
     def __init__(self, model: BaseChatModel, run_manager: CallbackManagerForLLMRun | None, *,
                  tool_runs: bool, events: bool) -> None:
-        self._parent = run_manager if run_manager is not None else _parent_manager(model)
-        if self._parent is not None and not self._parent.handlers:
-            self._parent = None
-        self._reasoning = (_ReasoningOnSpan.maybe(self._parent.run_id)
-                           if self._parent is not None else None)
-        self._tool_runs = tool_runs
-        self._events = events
-        self._open: dict[int, CallbackManagerForToolRun] = {}
-        self._started: dict[int, str] = {}
+        parent = run_manager if run_manager is not None else _parent_manager(model)
+        super().__init__(parent, tool_runs=tool_runs, events=events)
 
     def on_event(self, event: Event) -> None:
         """Open a tool run on a start, end it when the run is final."""
@@ -310,7 +319,7 @@ class CodeRunTracer:
             self.close()
 
 
-class AsyncCodeRunTracer:
+class AsyncCodeRunTracer(_TracerBase):
     """Async :class:`CodeRunTracer`.
 
     Example:
@@ -322,19 +331,12 @@ class AsyncCodeRunTracer:
         >>> asyncio.run(tracer.on_event(CodeStart(0, "1+1")))
     """
 
-    __slots__ = ("_events", "_open", "_parent", "_reasoning", "_started", "_tool_runs")
+    __slots__ = ()
 
     def __init__(self, model: BaseChatModel, run_manager: AsyncCallbackManagerForLLMRun | None,
                  *, tool_runs: bool, events: bool) -> None:
-        self._parent = run_manager if run_manager is not None else _aparent_manager(model)
-        if self._parent is not None and not self._parent.handlers:
-            self._parent = None
-        self._reasoning = (_ReasoningOnSpan.maybe(self._parent.run_id)
-                           if self._parent is not None else None)
-        self._tool_runs = tool_runs
-        self._events = events
-        self._open: dict[int, AsyncCallbackManagerForToolRun] = {}
-        self._started: dict[int, str] = {}
+        parent = run_manager if run_manager is not None else _aparent_manager(model)
+        super().__init__(parent, tool_runs=tool_runs, events=events)
 
     async def on_event(self, event: Event) -> None:
         """Open a tool run on a start, end it when the run is final."""

@@ -168,10 +168,21 @@ async def test_tool_runs_async(llm: ChatQwenCodeInterpreter, style: str, where: 
             check_llm_run(run)
 
 
+def one_node_graph(node: Callable[..., Any]) -> Any:
+    """A compiled LangGraph graph: START -> "model" (``node``) -> END."""
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("model", node)
+    graph.add_edge(START, "model")
+    graph.add_edge("model", END)
+    return graph.compile()
+
+
 @pytest.mark.parametrize("call", ["ainvoke", "astream", "stream", "invoke"])
 async def test_tool_runs_inside_a_langgraph_node(llm: ChatQwenCodeInterpreter,
                                                  call: str) -> None:
-    from langgraph.graph import END, START, MessagesState, StateGraph
+    from langgraph.graph import MessagesState
 
     async def call_model(state: MessagesState) -> dict[str, Any]:
         messages = state["messages"]
@@ -186,12 +197,8 @@ async def test_tool_runs_inside_a_langgraph_node(llm: ChatQwenCodeInterpreter,
             total = total + chunk
         return {"messages": [total]}
 
-    graph = StateGraph(MessagesState)
-    graph.add_node("model", call_model)
-    graph.add_edge(START, "model")
-    graph.add_edge("model", END)
     tracer = RecordingTracer()
-    await graph.compile().ainvoke({"messages": [HumanMessage("q")]},
+    await one_node_graph(call_model).ainvoke({"messages": [HumanMessage("q")]},
                                   config={"callbacks": [tracer]})
     (run,) = llm_runs(tracer.roots)
     check_llm_run(run)
@@ -200,17 +207,13 @@ async def test_tool_runs_inside_a_langgraph_node(llm: ChatQwenCodeInterpreter,
 
 
 async def test_langgraph_messages_stream_mode(llm: ChatQwenCodeInterpreter) -> None:
-    from langgraph.graph import END, START, MessagesState, StateGraph
+    from langgraph.graph import MessagesState
 
     def call_model(state: MessagesState) -> dict[str, Any]:
         return {"messages": [llm.invoke(state["messages"])]}
 
-    graph = StateGraph(MessagesState)
-    graph.add_node("model", call_model)
-    graph.add_edge(START, "model")
-    graph.add_edge("model", END)
     with collect_runs() as collector:
-        async for _ in graph.compile().astream({"messages": [HumanMessage("q")]},
+        async for _ in one_node_graph(call_model).astream({"messages": [HumanMessage("q")]},
                                                stream_mode="messages"):
             pass
     (run,) = llm_runs(collector.traced_runs)
