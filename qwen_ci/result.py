@@ -54,7 +54,8 @@ class Accumulator:
         self._result = Result()
 
     def add(self, event: Event) -> None:
-        """Fold one event in."""
+        """Fold one event in (a ``CodeStart`` is a live signal only: a run is recorded
+        once, from its ``CodeRun``, whose code is final)."""
         if isinstance(event, TextDelta):
             self._text.append(event.text)
         elif isinstance(event, ReasoningDelta):
