@@ -22,6 +22,7 @@ from qwen_ci.emulator.model import (
     Model,
     Run,
     RunCode,
+    SearchResults,
     Thinking,
     Turn,
     TurnUsage,
@@ -92,6 +93,8 @@ class Frame:
     input_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
+    search: tuple[dict[str, object], ...] | None = None
+    """Search results, on the one frame that reports them; ``()`` on the frames after."""
 
     @property
     def total_tokens(self) -> int:
@@ -163,6 +166,7 @@ class _State:
         self.reported = False  # the model reports real usage: sums replace estimates
         self.round_reported = False
         self.round_start = (0, 0)  # output and reasoning tokens when the round began
+        self.searched = False  # search results were reported: later frames say so
 
     def begin_round(self) -> None:
         self.round_start = (self.output, self.reasoning)
@@ -185,6 +189,7 @@ class _State:
             input_tokens=self.input,
             output_tokens=self.output,
             reasoning_tokens=self.reasoning,
+            search=() if self.searched else None,
         )
 
     def spend(self, tokens: int, *, reasoning: bool = False) -> None:
@@ -250,6 +255,11 @@ class Engine:
                             break
                         if isinstance(piece, TurnUsage):
                             state.report(piece)
+                            continue
+                        if isinstance(piece, SearchResults):
+                            state.searched = True
+                            await self._pace()
+                            yield replace(state.frame(), search=piece.results)
                             continue
                         if isinstance(piece, Thinking):
                             for frame in self._thinking(state, gen, piece.text):

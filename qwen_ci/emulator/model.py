@@ -130,7 +130,21 @@ class TurnUsage:
     reasoning_tokens: int = 0
 
 
-Piece = Thinking | Answer | RunCode | TurnUsage
+@dataclass(frozen=True, slots=True)
+class SearchResults:
+    """Web search results the model used (``output.search_info`` on the native wire).
+
+    Each result has the recorded keys ``icon``, ``site_name``, ``index``, ``title``, ``url``.
+
+    Example:
+        >>> SearchResults(({"index": 1, "title": "t", "url": "u"},)).results[0]["index"]
+        1
+    """
+
+    results: tuple[dict[str, object], ...]
+
+
+Piece = Thinking | Answer | RunCode | TurnUsage | SearchResults
 
 
 @runtime_checkable

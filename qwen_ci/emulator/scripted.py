@@ -1,254 +1,59 @@
 """The emulator's default model: deterministic and scripted, not a language model.
 
-It recognizes a few kinds of questions, in English and Chinese: powers, factorials,
-sums and averages of number lists (or ranges), arithmetic expressions, a fenced Python
-block (run as is), and two-step requests ("first compute X, then divide that by 5").
-It writes real Python, runs it in the sandbox, and builds its answer from the real
-output, thinking before and after each run. Anything else gets a short plain answer
-without code.
+It answers only what it fully understands (see :mod:`qwen_ci.emulator.understanding`),
+in English and Chinese: powers, factorials, Fibonacci numbers, prime counts, sums and
+averages of number lists or ranges (also sums of squares), arithmetic expressions, a
+fenced Python block (run as is), two-step requests ("first compute X, then divide that by
+5", the service page's "运行两次代码解释器..."), a query engine's "average monthly spend"
+over its context, LlamaIndex ReAct agents with a currency-rate tool, and, with
+``enable_search``, the weather of a few cities from its own search data (clearly labelled,
+in the service's ``search_info`` shape). It writes real Python, runs it in the sandbox and
+builds its answer from the real output. Anything else gets an honest plain answer without
+code: a wrong answer is worse than none.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from qwen_ci.emulator.model import Answer, Piece, Run, RunCode, Thinking, Turn
+from qwen_ci.emulator.model import (
+    Answer,
+    Message,
+    Piece,
+    Run,
+    RunCode,
+    SearchResults,
+    Thinking,
+    Turn,
+)
+from qwen_ci.emulator.understanding import (
+    NUM,
+    FollowUp,
+    Task,
+    find_task,
+    find_two_steps,
+    is_chinese,
+    only_filler,
+)
 from qwen_ci.sandbox.limits import RESET_NOTICE, cap
 
-NUM = r"-?\d+(?:\.\d+)?"
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-_FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 _GREETING = re.compile(
     r"^\s*(?:hello|hi|hey|howdy|good (?:morning|afternoon|evening)|how are you|"
     r"你好|您好|嗨|哈喽)\b",
     re.IGNORECASE,
 )
 _ANSWER_EXCERPT = 1500
-
-
-def is_chinese(text: str) -> bool:
-    """True when ``text`` contains CJK characters (answer in Chinese)."""
-    return bool(_CJK.search(text))
-
-
-# ---------------------------------------------------------------------- tasks
-
-
-@dataclass(frozen=True, slots=True)
-class Task:
-    """One computation: its code and how to describe it.
-
-    Example:
-        >>> find_task("What is 20 factorial?").code
-        'import math\\nmath.factorial(20)'
-    """
-
-    code: str
-    en: str
-    zh: str
-    kind: str
-
-
-def _power(base: str, exp: str) -> Task:
-    return Task(f"{base}**{exp}", f"{base} to the power of {exp}", f"{base}的{exp}次方", "power")
-
-
-def _find_power(text: str) -> Task | None:
-    patterns_base_exp = (
-        rf"({NUM})\s+(?:to the power of|raised to the power of|raised to the|raised to|"
-        rf"to the)\s+({NUM})(?:st|nd|rd|th)?(?:\s+power)?",
-        rf"({NUM})\s*的\s*({NUM})\s*次(?:方|幂)",
-    )
-    for pattern in patterns_base_exp:
-        if match := re.search(pattern, text, re.IGNORECASE):
-            return _power(match.group(1), match.group(2))
-    if match := re.search(rf"the\s+({NUM})(?:st|nd|rd|th)\s+power\s+of\s+({NUM})", text, re.I):
-        return _power(match.group(2), match.group(1))
-    if match := re.search(rf"({NUM})\s*的\s*(平方|立方)", text):
-        return _power(match.group(1), "2" if match.group(2) == "平方" else "3")
-    if match := re.search(rf"(?:square of|squared)\s*({NUM})|({NUM})\s+squared", text, re.I):
-        return _power(match.group(1) or match.group(2), "2")
-    return None
-
-
-def _find_factorial(text: str) -> Task | None:
-    patterns = (
-        r"factorial\s+of\s+(\d+)",
-        r"(\d+)\s+factorial",
-        r"(\d+)!(?!=)",
-        r"(\d+)\s*的\s*阶乘",
-        r"阶乘\D{0,4}?(\d+)",
-    )
-    for pattern in patterns:
-        if match := re.search(pattern, text, re.IGNORECASE):
-            n = match.group(1)
-            return Task(f"import math\nmath.factorial({n})", f"{n}!", f"{n}的阶乘", "factorial")
-    return None
-
-
-_SUM_WORDS = re.compile(
-    r"\b(?:sum|total|add up|adds up|added up)\b|的和|之和|总和|求和|加起来|相加|和是多少",
+_NUMBER_ONLY = re.compile(
+    r"answer (?:only |just )?with (?:only |just )?(?:a|the) number|只(?:回答|给出|输出)数字",
     re.IGNORECASE,
 )
-_MEAN_WORDS = re.compile(r"\b(?:average|mean)\b|平均", re.IGNORECASE)
-_RANGE = re.compile(r"(?:from\s+)?(-?\d+)\s*(?:to|through|到|至|~)\s*(-?\d+)", re.IGNORECASE)
 
-
-def _find_aggregate(text: str) -> Task | None:
-    mean = bool(_MEAN_WORDS.search(text))
-    if not mean and not _SUM_WORDS.search(text):
-        return None
-    op = "sum(numbers) / len(numbers)" if mean else "sum(numbers)"
-    en_op, zh_op = ("the average", "平均值") if mean else ("the sum", "和")
-    if (match := _RANGE.search(text)) and len(re.findall(NUM, text)) == 2:
-        a, b = match.group(1), match.group(2)
-        return Task(
-            f"numbers = range({a}, {b} + 1)\n{op}",
-            f"{en_op} of the integers from {a} to {b}",
-            f"从{a}到{b}的整数的{zh_op}",
-            "mean" if mean else "sum",
-        )
-    numbers = re.findall(NUM, text)
-    if len(numbers) < 2:
-        return None
-    listed = ", ".join(numbers)
-    return Task(
-        f"numbers = [{listed}]\n{op}",
-        f"{en_op} of {listed}",
-        f"{listed}的{zh_op}",
-        "mean" if mean else "sum",
-    )
-
-
-_WORD_OPS = (
-    (r"\bplus\b", "+"),
-    (r"\bminus\b", "-"),
-    (r"\b(?:times|multiplied by)\b", "*"),
-    (r"\bdivided by\b", "/"),
-    (r"\bmod(?:ulo)?\b", "%"),
-    (r"乘以|乘", "*"),
-    (r"除以", "/"),
-    (r"加上|加", "+"),
-    (r"减去|减", "-"),
-)
-_SYMBOLS = str.maketrans({"×": "*", "÷": "/", "（": "(", "）": ")", "＋": "+", "－": "-",
-                          "＊": "*", "／": "/", "＝": "=", "−": "-"})
-_ALLOWED = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Add, ast.Sub, ast.Mult,
-            ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.USub, ast.UAdd)
-
-
-def _valid_expression(expr: str) -> bool:
-    try:
-        tree = ast.parse(expr, mode="eval")
-    except SyntaxError:
-        return False
-    for node in ast.walk(tree):
-        if not isinstance(node, _ALLOWED):
-            return False
-        if isinstance(node, ast.Constant) and type(node.value) not in (int, float):
-            return False
-    return isinstance(tree.body, ast.BinOp)
-
-
-def _find_expression(text: str) -> Task | None:
-    normalized = text.translate(_SYMBOLS)
-    for pattern, symbol in _WORD_OPS:
-        normalized = re.sub(pattern, f" {symbol} ", normalized, flags=re.IGNORECASE)
-    normalized = normalized.replace("^", "**")
-    best = ""
-    for match in re.finditer(r"[\d\s.+\-*/%()]+", normalized):
-        candidate = " ".join(match.group(0).split()).strip(" .")
-        candidate = candidate.rstrip("+-*/% ")
-        while candidate.count("(") < candidate.count(")") and candidate.endswith(")"):
-            candidate = candidate[:-1].rstrip()
-        while candidate.count("(") > candidate.count(")") and candidate.startswith("("):
-            candidate = candidate[1:].lstrip()
-        numbers = len(re.findall(r"\d+(?:\.\d+)?", candidate))
-        if numbers >= 2 and _valid_expression(candidate) and len(candidate) > len(best):
-            best = candidate
-    if not best:
-        return None
-    return Task(best, best, best, "expression")
-
-
-def find_task(text: str) -> Task | None:
-    """The computation asked for in ``text``, if the scripted model knows it."""
-    if match := _FENCE.search(text):
-        code = match.group(1).strip("\n")
-        if code.strip():
-            return Task(code, "the given code", "给定的代码", "code")
-    for finder in (_find_power, _find_factorial, _find_aggregate, _find_expression):
-        if task := finder(text):
-            return task
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class FollowUp:
-    """The second step of a two-step request: an operation on the first result.
-
-    Example:
-        >>> FollowUp("/", "5", "divided by 5", "除以5").code("10")
-        '10 / 5'
-    """
-
-    symbol: str
-    operand: str
-    en: str
-    zh: str
-
-    def code(self, previous: str) -> str:
-        """Python applying the operation to the previous result (as a literal)."""
-        return f"{previous} {self.symbol} {self.operand}"
-
-
-_FOLLOW_UPS: tuple[tuple[str, str, str, str], ...] = (
-    # pattern, symbol, English, Chinese ({n} is the operand)
-    (rf"divide[sd]?\s+(?:(?:that|it|this|the result)\s+)?by\s+({NUM})", "/", "divided by {n}",
-     "除以{n}"),
-    (rf"multipl(?:y|ied|ies)\s+(?:(?:that|it|this|the result)\s+)?by\s+({NUM})", "*",
-     "multiplied by {n}", "乘以{n}"),
-    (rf"add\s+({NUM})", "+", "plus {n}", "加上{n}"),
-    (rf"subtract\s+({NUM})", "-", "minus {n}", "减去{n}"),
-    (rf"(?:raise|take)\s+(?:(?:that|it|this|the result)\s+)?to the (?:power of\s+)?({NUM})",
-     "**", "to the power of {n}", "的{n}次方"),
-    (rf"除以\s*({NUM})", "/", "divided by {n}", "除以{n}"),
-    (rf"乘以\s*({NUM})", "*", "multiplied by {n}", "乘以{n}"),
-    (rf"加上?\s*({NUM})", "+", "plus {n}", "加上{n}"),
-    (rf"减去?\s*({NUM})", "-", "minus {n}", "减去{n}"),
-    (rf"({NUM})\s*次(?:方|幂)", "**", "to the power of {n}", "的{n}次方"),
-)
-_THEN = re.compile(
-    r"^(?P<first>.+?)[,，;；.。]?\s*(?:and\s+)?(?:then|after that|afterwards)\s+(?P<second>.+)$"
-    r"|^(?P<zfirst>.+?)[,，;；。]?\s*(?:然后|之后|接着|再)(?P<zsecond>.+)$",
-    re.IGNORECASE | re.DOTALL,
-)
-
-
-def _find_follow_up(text: str) -> FollowUp | None:
-    for pattern, symbol, en, zh in _FOLLOW_UPS:
-        if match := re.search(pattern, text, re.IGNORECASE):
-            n = match.group(1)
-            return FollowUp(symbol, n, en.format(n=n), zh.format(n=n))
-    return None
-
-
-def find_two_steps(text: str) -> tuple[Task, FollowUp] | None:
-    """``(first task, follow-up)`` for "first compute X, then <operation>" requests."""
-    match = _THEN.match(text.strip())
-    if not match:
-        return None
-    first = match.group("first") or match.group("zfirst") or ""
-    second = match.group("second") or match.group("zsecond") or ""
-    first = re.sub(r"^\s*(?:first(?:ly)?,?|首先|先)\s*", "", first, flags=re.IGNORECASE)
-    task = find_task(first)
-    follow = _find_follow_up(second)
-    if task is None or follow is None or task.kind == "code":
-        return None
-    return task, follow
+__all__ = ["FollowUp", "Plan", "ScriptedModel", "Task", "find_task", "find_two_steps",
+           "is_chinese", "plan_for"]
 
 
 # ---------------------------------------------------------------------- texts
@@ -313,9 +118,11 @@ class Plan:
     steps: tuple[_Step, ...]
     finish: Callable[[Sequence[Run]], tuple[str, str]]
     zh: bool
+    search: tuple[dict[str, object], ...] = field(default=())
+    """Web search results to report before the first step (``search_info``)."""
 
 
-def _single_plan(task: Task, zh: bool) -> Plan:
+def _single_plan(task: Task, zh: bool, number_only: bool = False) -> Plan:
     if task.kind == "code":
         before = (
             "用户给出了一段 Python 代码，我按原样运行它，然后根据输出回答。"
@@ -343,6 +150,10 @@ def _single_plan(task: Task, zh: bool) -> Plan:
         value = _value(run)
         if task.kind == "code":
             return _code_success(run, zh)
+        if number_only:
+            if zh:
+                return f"\n\n代码算出{_short(value)}。按要求只回答数字。", value
+            return f"\n\nThe code returned {_short(value)}. I was asked for the number only.", value
         note = _digits_note(value, zh)
         if zh:
             thinking = f"\n\n代码计算出了结果：{_short(value)}。我需要把这个结果清晰地呈现给用户。"
@@ -439,6 +250,278 @@ def _two_step_plan(task: Task, follow: FollowUp, zh: bool) -> Plan:
     )
 
 
+# ---------------------------------------------------------------------- query engines
+
+_CONTEXT_QA = re.compile(
+    r"Context information is below\.\s*\n-{3,}\n(?P<context>.*?)\n-{3,}\n.*?"
+    r"Query:\s*(?P<query>.*?)\s*\nAnswer:",
+    re.DOTALL,
+)
+_MONTHLY = re.compile(
+    r"(?:the\s+)?average\s+(?:monthly\s+(?:spend|spending|cost|costs|expense|expenses)"
+    r"|(?:spend|spending|cost|expense)s?\s+per\s+month)",
+    re.IGNORECASE,
+)
+_AMOUNT = re.compile(
+    r"(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?\s*(EUR|USD|CNY|GBP|euros?|dollars?|元)\b",
+    re.IGNORECASE,
+)
+_MONTHS = re.compile(r"\b(?:over|in|across|during)\s+(\d+)\s+months\b", re.IGNORECASE)
+
+
+def _context_plan(context: str, query: str, zh: bool) -> Plan | tuple[str, str]:
+    """A retrieval prompt: the average monthly spend from its context, or a task."""
+    if (match := _MONTHLY.search(query)) and only_filler(
+        query[: match.start()] + query[match.end() :]
+    ):
+        amounts, months = _AMOUNT.findall(context), _MONTHS.findall(context)
+        if len(amounts) == 1 and len(months) == 1:
+            whole, fraction, unit = amounts[0]
+            total = whole.replace(",", "") + (f".{fraction}" if fraction else "")
+            code = f"total = {total}\nmonths = {months[0]}\nround(total / months, 2)"
+            task = Task(code, "average monthly spend", "平均每月支出", "context")
+            return _context_answer_plan(task, f"{whole} {unit}", months[0], unit, zh)
+        return (
+            "The context does not give exactly one total amount and one number of months, "
+            "so I cannot compute a monthly average from it.",
+            "I cannot compute the average monthly spend from this context: it does not state "
+            "one total amount and the number of months it was spent over.",
+        )
+    if task := find_task(query):
+        return _single_plan(task, zh)
+    return _plain(query, zh, True, None)
+
+
+def _context_answer_plan(task: Task, total: str, months: str, unit: str, zh: bool) -> Plan:
+    before = (
+        f"The context says {total} was spent over {months} months. The average monthly spend "
+        "is the total divided by the months; I will compute it with Python."
+    )
+
+    def finish(runs: Sequence[Run]) -> tuple[str, str]:
+        run = runs[-1]
+        if not run.result.ok:
+            return _failure(run, zh)
+        value = _value(run)
+        return (
+            f"\n\nThe code returned {value}.",
+            f"The average monthly spend was {value} {unit} ({total} over {months} months).",
+        )
+
+    return Plan((_Step(lambda runs: before, lambda runs: task.code),), finish, zh)
+
+
+# ---------------------------------------------------------------------- web search
+
+_WEATHER: dict[str, tuple[str, str, str, int, int]] = {
+    # the emulator's own example data (English name, Chinese name, sky, low, high in °C)
+    "hangzhou": ("Hangzhou", "杭州", "sunny|晴", 12, 21),
+    "beijing": ("Beijing", "北京", "cloudy|多云", 3, 11),
+    "shanghai": ("Shanghai", "上海", "light rain|小雨", 10, 16),
+    "singapore": ("Singapore", "新加坡", "thunderstorms|雷阵雨", 25, 31),
+}
+_CITY_EN = "|".join(_WEATHER)
+_CITY_ZH = "|".join(city[1] for city in _WEATHER.values())
+_WEATHER_ASK = re.compile(
+    rf"(?:(?:today'?s\s+)?weather\s+(?:like\s+)?in\s+(?P<en>{_CITY_EN})(?:\s+today)?"
+    rf"(?:\s+like)?|(?:今天|今日)?\s*(?P<zh>{_CITY_ZH})\s*(?:今天|今日)?的?天气(?:如何|怎么样|怎样)?)",
+    re.IGNORECASE,
+)
+_TO_FAHRENHEIT = re.compile(
+    r"(?:and\s+)?convert\s+(?:it|that|the temperatures?)?\s*(?:from\s+)?"
+    r"(?:(?:celsius|°c)\s+)?(?:in)?to\s+fahrenheit|摄氏(?:度)?转(?:换)?(?:成|为)?华氏(?:度)?",
+    re.IGNORECASE,
+)
+SEARCH_HOST = "https://qwen-ci.invalid/emulator-search"
+"""Base of the emulator's search result URLs (``.invalid``: never a real page)."""
+
+
+def _weather_results(key: str, zh: bool) -> tuple[dict[str, object], ...]:
+    en_name, zh_name, _sky, _low, _high = _WEATHER[key]
+    title = (f"{zh_name}今日天气（qwen-ci 模拟器的示例数据）" if zh
+             else f"{en_name} weather today (qwen-ci emulator example data)")
+    return ({"icon": "", "site_name": "qwen-ci emulator", "index": 1, "title": title,
+             "url": f"{SEARCH_HOST}/weather/{key}"},)
+
+
+def _weather_plan(prompt: str, search: bool, zh: bool) -> Plan | tuple[str, str] | None:
+    match = _WEATHER_ASK.search(prompt)
+    if match is None:
+        return None
+    convert = _TO_FAHRENHEIT.search(prompt)
+    rest = prompt
+    for found in sorted((m for m in (match, convert) if m), key=lambda m: -m.start()):
+        rest = rest[: found.start()] + " " + rest[found.end() :]
+    if not only_filler(rest):
+        return None
+    key = (match["en"] or "").lower() or next(
+        k for k, city in _WEATHER.items() if city[1] == match["zh"])
+    en_name, zh_name, sky, low, high = _WEATHER[key]
+    sky_en, sky_zh = sky.split("|")
+    if not search:
+        if zh:
+            return ("天气是实时信息，需要联网搜索，但这次请求没有开启搜索。",
+                    "我需要联网搜索才能回答天气问题：请开启 enable_search（例如 "
+                    "extra_body={\"enable_search\": True}）。")
+        return ("The weather is live information; it needs web search, which is off.",
+                "I need web search to answer questions about the weather: turn on "
+                "enable_search (for example extra_body={\"enable_search\": True}).")
+    label_zh, label_en = "（qwen-ci 模拟器的示例数据，不是真实天气）", (
+        " (qwen-ci emulator example data, not the real weather)")
+    found_zh = f"搜索结果{label_zh}：{zh_name}今天{sky_zh}，{low}°C 到 {high}°C。"
+    found_en = f"The search result{label_en}: {en_name} today is {sky_en}, {low} °C to {high} °C."
+    results = _weather_results(key, zh)
+    if not convert:
+        def finish_only(runs: Sequence[Run]) -> tuple[str, str]:
+            return ("\n\n" + (found_zh if zh else found_en), found_zh if zh else found_en)
+        return Plan((), finish_only, zh, results)
+    code = f"celsius = [{low}, {high}]\n[round(c * 9 / 5 + 32, 1) for c in celsius]"
+
+    def before(runs: Sequence[Run]) -> str:
+        if zh:
+            return f"{found_zh}用户还要摄氏转华氏：°F = °C × 9/5 + 32，我用代码算。"
+        return f"{found_en} The user also wants Fahrenheit: °F = °C × 9/5 + 32; I will compute it."
+
+    def finish(runs: Sequence[Run]) -> tuple[str, str]:
+        run = runs[-1]
+        if not run.result.ok:
+            return _failure(run, zh)
+        try:
+            f_low, f_high = ast.literal_eval(_value(run))
+        except (ValueError, SyntaxError, TypeError):
+            return _failure(run, zh)
+        if zh:
+            return (f"\n\n换算结果是 {f_low}°F 和 {f_high}°F。",
+                    f"{found_zh}\n\n换算成华氏：{low}°C = {f_low}°F，{high}°C = {f_high}°F"
+                    "（°F = °C × 9/5 + 32）。")
+        return (f"\n\nThat is {f_low} °F and {f_high} °F.",
+                f"{found_en}\n\nIn Fahrenheit: {low} °C = {f_low} °F, {high} °C = {f_high} °F "
+                "(°F = °C × 9/5 + 32).")
+
+    return Plan((_Step(before, lambda runs: code),), finish, zh, results)
+
+
+# ---------------------------------------------------------------------- ReAct agents
+
+_REACT_TOOL = re.compile(
+    r"> Tool Name: (?P<name>\S+)\nTool Description: (?P<description>.*?)\n"
+    r"Tool Args: (?P<args>\{.*?\})\n",
+    re.DOTALL,
+)
+_ACTION = re.compile(r"Action:\s*(?P<tool>\S+)\s*\nAction Input:\s*(?P<input>\{.*\})", re.DOTALL)
+_CONVERSION = re.compile(
+    rf"how many (?:euros?|eur) (?:are|is|do i get for|for)\s+(?P<amount>{NUM})\s*"
+    r"(?P<currency>[A-Za-z]{3})\b",
+    re.IGNORECASE,
+)
+_ANSWERED = "Thought: I can answer without using any more tools. I'll use the user's language to answer"
+_CANNOT = "Thought: I cannot answer the question with the provided tools."
+
+
+@dataclass(frozen=True, slots=True)
+class _Tool:
+    name: str
+    description: str
+    args: tuple[str, ...]
+
+
+def _react_tools(system: str) -> list[_Tool]:
+    tools = []
+    for match in _REACT_TOOL.finditer(system):
+        try:
+            schema = json.loads(match["args"])
+        except ValueError:
+            continue
+        args = tuple(schema.get("properties", {})) if isinstance(schema, dict) else ()
+        tools.append(_Tool(match["name"], match["description"], args))
+    return tools
+
+
+def _react_plan(turn: Turn) -> Plan | tuple[str, str] | None:
+    """A LlamaIndex ReAct prompt: call a currency-rate tool, compute with code, answer."""
+    system = next((m.text for m in turn.messages if m.role == "system"), "")
+    if "## Tools" not in system or "> Tool Name:" not in system:
+        return None
+    tools = _react_tools(system)
+    history = [m for m in turn.messages if m.role != "system"]
+    asks = [i for i, m in enumerate(history)
+            if m.role == "user" and not m.text.startswith("Observation:")]
+    if not asks:
+        return None
+    question = history[asks[-1]].text
+    steps = history[asks[-1] + 1 :]
+    observations = [m.text.removeprefix("Observation:").strip() for m in steps
+                    if m.role == "user" and m.text.startswith("Observation:")]
+    conversion = _CONVERSION.search(question)
+    rate_tool = next((t for t in tools if len(t.args) == 1 and "euro" in t.description.lower()),
+                     None)
+    understood = conversion is not None and only_filler(
+        question[: conversion.start()] + question[conversion.end() :])
+    if conversion is None or rate_tool is None or not understood:
+        if (task := find_task(question)) is not None and turn.code_interpreter:
+            return _react_task_plan(task)
+        return (
+            "The question is not one the scripted model can answer with these tools.",
+            f"{_CANNOT}\nAnswer: I am the scripted model of the qwen-ci emulator; I cannot "
+            "answer this question with the provided tools.",
+        )
+    amount, currency = conversion["amount"], conversion["currency"].upper()
+    if not observations:
+        action = json.dumps({rate_tool.args[0]: currency})
+        return (
+            f"The user wants {amount} {currency} in euros. I need today's rate: the "
+            f"{rate_tool.name} tool gives the price of one unit of a currency in euros.",
+            f"Thought: The current language of the user is: English. I need to use a tool to "
+            f"help me answer the question.\nAction: {rate_tool.name}\nAction Input: {action}",
+        )
+    rate = re.fullmatch(NUM, observations[-1])
+    if rate is None or not turn.code_interpreter:
+        return (
+            f"The tool did not give a rate for {currency} ({observations[-1]!r}).",
+            f"{_CANNOT}\nAnswer: {rate_tool.name} returned no rate for {currency} "
+            f"({observations[-1]}), so I cannot convert {amount} {currency}.",
+        )
+    code = f"round({amount} * {rate[0]}, 2)"
+
+    def finish(runs: Sequence[Run]) -> tuple[str, str]:
+        run = runs[-1]
+        if not run.result.ok:
+            return _failure(run, False)
+        value = _value(run)
+        return (
+            f"\n\nThe code returned {value}.",
+            f"{_ANSWERED}\nAnswer: {amount} {currency} is {value} EUR ({amount} × {rate[0]}, "
+            f"the rate {rate_tool.name} returned).",
+        )
+
+    before = (f"The rate is {rate[0]} euros per {currency}. I will compute {amount} × "
+              f"{rate[0]} with Python.")
+    return Plan((_Step(lambda runs: before, lambda runs: code),), finish, False)
+
+
+def _react_task_plan(task: Task) -> Plan:
+    plan = _single_plan(task, False)
+
+    def finish(runs: Sequence[Run]) -> tuple[str, str]:
+        thinking, answer = plan.finish(runs)
+        return thinking, f"{_ANSWERED}\nAnswer: {answer}"
+
+    return Plan(plan.steps, finish, False)
+
+
+# ---------------------------------------------------------------------- plain answers
+
+_CAPABILITIES_EN = (
+    "It runs Python for powers, factorials, Fibonacci numbers, prime counts, sums and "
+    "averages (of lists or ranges, also sums of squares), arithmetic expressions, two-step "
+    "requests and fenced Python code blocks."
+)
+_CAPABILITIES_ZH = (
+    "我能运行 Python 计算乘方、阶乘、斐波那契数、质数个数、求和与平均值（列表或区间，也包括平方和）、"
+    "算式、两步计算，以及用 ``` 围起来的 Python 代码。"
+)
+
+
 def _plain(prompt: str, zh: bool, code_interpreter: bool, task: Task | None) -> tuple[str, str]:
     if task is not None and not code_interpreter:
         if zh:
@@ -461,27 +544,40 @@ def _plain(prompt: str, zh: bool, code_interpreter: bool, task: Task | None) -> 
             "for it.",
         )
     if zh:
-        return ("这个问题不是我能用代码计算的，我直接简短回答。",
-                "我是 qwen-ci 模拟器的脚本模型，对此没有答案。我能运行 Python 计算乘方、阶乘、"
-                "求和、平均值和算式，也能运行用 ``` 围起来的 Python 代码。")
+        return ("这个问题我没有完全理解，不能可靠地用代码计算，我如实说明。",
+                "我是 qwen-ci 模拟器的脚本模型（不是语言模型），没有完全理解这个问题，所以不作回答。"
+                + _CAPABILITIES_ZH)
     return (
-        "The message does not ask for a computation I can run, so I will answer directly.",
-        "I am the scripted model of the qwen-ci emulator and have no answer for this. I run "
-        "Python for powers, factorials, sums, averages and arithmetic, and for fenced "
-        "Python code blocks.",
+        "I do not fully understand this message, so I will not guess an answer.",
+        "I am the scripted model of the qwen-ci emulator (not a language model) and do not "
+        "fully understand this request, so I will not guess an answer. " + _CAPABILITIES_EN,
     )
 
 
-def plan_for(prompt: str, code_interpreter: bool = True) -> Plan | tuple[str, str]:
-    """The plan for ``prompt``, or ``(thinking, answer)`` for a plain answer."""
+def plan_turn(turn: Turn) -> Plan | tuple[str, str]:
+    """The plan for a round, or ``(thinking, answer)`` for an answer without code."""
+    prompt = turn.prompt
     zh = is_chinese(prompt)
+    if (react := _react_plan(turn)) is not None:
+        return react
+    if (context := _CONTEXT_QA.search(prompt)) is not None and turn.code_interpreter:
+        return _context_plan(context["context"], context["query"], zh)
+    search = turn.options.get("enable_search") is True
+    if (weather := _weather_plan(prompt, search, zh)) is not None:
+        return weather
     two = find_two_steps(prompt)
-    if two is not None and code_interpreter:
+    if two is not None and turn.code_interpreter:
         return _two_step_plan(two[0], two[1], zh)
     task = find_task(prompt)
-    if task is None or not code_interpreter:
-        return _plain(prompt, zh, code_interpreter, task)
-    return _single_plan(task, zh)
+    if task is None or not turn.code_interpreter:
+        return _plain(prompt, zh, turn.code_interpreter, task)
+    number_only = any(m.role == "system" and _NUMBER_ONLY.search(m.text) for m in turn.messages)
+    return _single_plan(task, zh, number_only)
+
+
+def plan_for(prompt: str, code_interpreter: bool = True) -> Plan | tuple[str, str]:
+    """The plan for a single user ``prompt``, or ``(thinking, answer)`` for a plain answer."""
+    return plan_turn(Turn("", (Message("user", prompt),), code_interpreter=code_interpreter))
 
 
 class ScriptedModel:
@@ -499,19 +595,20 @@ class ScriptedModel:
 
     def pieces(self, turn: Turn) -> list[Piece]:
         """The pieces of one round, computed synchronously."""
-        plan = plan_for(turn.prompt, turn.code_interpreter)
+        plan = plan_turn(turn)
         if isinstance(plan, tuple):
             thinking, answer = plan
             return [Thinking(thinking), Answer(answer)]
         runs = turn.runs
+        first: list[Piece] = [SearchResults(plan.search)] if plan.search and not runs else []
         if runs and not runs[-1].result.ok:
             thinking, answer = plan.finish(runs)
-            return [Thinking(thinking), Answer(answer)]
+            return [*first, Thinking(thinking), Answer(answer)]
         if len(runs) < len(plan.steps):
             step = plan.steps[len(runs)]
-            return [Thinking(step.thinking(runs)), RunCode(step.code(runs))]
+            return [*first, Thinking(step.thinking(runs)), RunCode(step.code(runs))]
         thinking, answer = plan.finish(runs)
-        return [Thinking(thinking), Answer(answer)]
+        return [*first, Thinking(thinking.lstrip("\n") if not runs else thinking), Answer(answer)]
 
     async def turn(self, turn: Turn) -> AsyncIterator[Piece]:
         """Stream the round's pieces."""

@@ -202,6 +202,10 @@ def _thinking(model: str, entry: ServedModel, value: Any) -> bool:
     return value
 
 
+_PASSED = ("temperature", "top_p", "seed", "enable_search")
+"""Options handed to the model as they are."""
+
+
 def _common(
     model: str, entry: ServedModel, options: Mapping[str, Any], stream: bool
 ) -> tuple[bool, bool]:
@@ -294,7 +298,7 @@ def parse_native(
         max_tokens=_positive("max_tokens", params.get("max_tokens")),
         thinking_budget=_budget(entry, params.get("thinking_budget")),
         stop=_stop(params.get("stop")),
-        options={k: v for k, v in params.items() if k in ("temperature", "top_p", "seed")},
+        options={k: v for k, v in params.items() if k in _PASSED},
     )
     return Parsed(generation, stream, incremental, endpoint == "multimodal",
                   text_format=text_format)
@@ -320,7 +324,7 @@ def parse_compatible(body: Mapping[str, Any], extra_models: Collection[str] = ()
         max_tokens=_positive("max_tokens", body.get("max_tokens")),
         thinking_budget=_budget(entry, body.get("thinking_budget")),
         stop=_stop(body.get("stop")),
-        options={k: v for k, v in body.items() if k in ("temperature", "top_p", "seed")},
+        options={k: v for k, v in body.items() if k in _PASSED},
     )
     return Parsed(generation, stream, True, False, include_usage)
 

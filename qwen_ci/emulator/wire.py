@@ -54,8 +54,13 @@ def native_usage(frame: Frame, thinking: bool) -> dict[str, Any]:
     }
     if thinking:
         usage["output_tokens_details"] = {"reasoning_tokens": frame.reasoning_tokens}
+    plugins: dict[str, Any] = {}
+    if frame.search is not None:  # as recorded for web search
+        plugins["search"] = {"count": 1, "strategy": "standard"}
     if frame.codes:
-        usage["plugins"] = {"code_interpreter": {"count": len(frame.codes)}}
+        plugins["code_interpreter"] = {"count": len(frame.codes)}
+    if plugins:
+        usage["plugins"] = plugins
     usage["prompt_tokens_details"] = {"cached_tokens": 0}
     return usage
 
@@ -73,6 +78,11 @@ def native_payload(frame: Frame, request_id: str, *, thinking: bool,
     output: dict[str, Any] = {
         "choices": [{"message": message, "finish_reason": frame.finish or "null"}]
     }
+    if frame.search is not None:  # results once, then empty (as recorded)
+        output["search_info"] = (
+            {"search_results": list(frame.search)} if frame.search
+            else {"extra_tool_info": [], "search_results": []}
+        )
     if frame.codes is not None:
         output["tool_info"] = [
             {"code_interpreter": {"code": code}, "type": "code_interpreter"}
