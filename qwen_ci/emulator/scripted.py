@@ -287,8 +287,8 @@ def _context_plan(context: str, query: str, zh: bool) -> Plan | tuple[str, str]:
             "I cannot compute the average monthly spend from this context: it does not state "
             "one total amount and the number of months it was spent over.",
         )
-    if task := find_task(query):
-        return _single_plan(task, zh)
+    if (asked := find_task(query)) is not None:
+        return _single_plan(asked, zh)
     return _plain(query, zh, True, None)
 
 
@@ -414,7 +414,9 @@ _CONVERSION = re.compile(
     r"(?P<currency>[A-Za-z]{3})\b",
     re.IGNORECASE,
 )
-_ANSWERED = "Thought: I can answer without using any more tools. I'll use the user's language to answer"
+_ANSWERED = (
+    "Thought: I can answer without using any more tools. I'll use the user's language to answer"
+)
 _CANNOT = "Thought: I cannot answer the question with the provided tools."
 
 
@@ -517,8 +519,8 @@ _CAPABILITIES_EN = (
     "requests and fenced Python code blocks."
 )
 _CAPABILITIES_ZH = (
-    "我能运行 Python 计算乘方、阶乘、斐波那契数、质数个数、求和与平均值（列表或区间，也包括平方和）、"
-    "算式、两步计算，以及用 ``` 围起来的 Python 代码。"
+    "我能运行 Python 计算乘方、阶乘、斐波那契数、质数个数、求和与平均值（列表或区间，"
+    "也包括平方和）、算式、两步计算，以及用 ``` 围起来的 Python 代码。"
 )
 
 
@@ -545,8 +547,8 @@ def _plain(prompt: str, zh: bool, code_interpreter: bool, task: Task | None) -> 
         )
     if zh:
         return ("这个问题我没有完全理解，不能可靠地用代码计算，我如实说明。",
-                "我是 qwen-ci 模拟器的脚本模型（不是语言模型），没有完全理解这个问题，所以不作回答。"
-                + _CAPABILITIES_ZH)
+                "我是 qwen-ci 模拟器的脚本模型（不是语言模型），没有完全理解这个问题，"
+                "所以不作回答。" + _CAPABILITIES_ZH)
     return (
         "I do not fully understand this message, so I will not guess an answer.",
         "I am the scripted model of the qwen-ci emulator (not a language model) and do not "

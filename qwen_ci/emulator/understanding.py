@@ -19,13 +19,16 @@ NUM = r"-?\d+(?:\.\d+)?"
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 _EN_FILLER = frozenset(
-    """
-    what whats what's is are was were the a an of value values compute calculate calc
-    evaluate work out find get tell me give show please can could would will you exactly
-    exact precisely use using with code python python3 py interpreter run it in result
-    answer verify check do does equal equals how much i want to know need for now and
-    by via hey hi ok okay so just quickly
-    """.split()
+    (
+        "what", "whats", "what's", "is", "are", "was", "were", "the", "a", "an", "of",
+        "value", "values", "compute", "calculate", "calc", "evaluate", "work", "out",
+        "find", "get", "tell", "me", "give", "show", "please", "can", "could", "would",
+        "will", "you", "exactly", "exact", "precisely", "use", "using", "with", "code",
+        "python", "python3", "py", "interpreter", "run", "it", "in", "result", "answer",
+        "verify", "check", "do", "does", "equal", "equals", "how", "much", "i", "want",
+        "to", "know", "need", "for", "now", "and", "by", "via", "hey", "hi", "ok", "okay",
+        "so", "just", "quickly"
+    )
 )
 _ZH_FILLER = (
     "是多少", "等于多少", "等于几", "是几", "多少", "是什么", "计算一下", "计算", "算一下",
@@ -301,8 +304,11 @@ def _find_expression(text: str) -> Task | None:
 
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 _RUN_WORDS = frozenset(
-    "run this the following execute it and show me what output prints print please code "
-    "python block snippet below above here result".split()
+    (
+        "run", "this", "the", "following", "execute", "it", "and", "show", "me", "what",
+        "output", "prints", "print", "please", "code", "python", "block", "snippet",
+        "below", "above", "here", "result"
+    )
 )
 
 
@@ -370,7 +376,10 @@ class FollowUp:
 
 _THAT = r"(?:(?:that|it|this|the result|the previous result|the first result|the answer)\s+)?"
 _IT = r"(?:that|it|this|the result)"
-_ZH_THAT = r"(?:请)?(?:将|把)?(?:前者的|前者|上一步的|第一次的|第一步的|之前的|它的|这个)?(?:结果|它)?"
+_ZH_THAT = (
+    r"(?:请)?(?:将|把)?(?:前者的|前者|上一步的|第一次的|第一步的|之前的|它的|这个)?"
+    r"(?:结果|它)?"
+)
 _FOLLOW_UPS: tuple[tuple[str, str, str, str], ...] = (
     # pattern (matched in full), symbol, English, Chinese ({n} is the operand)
     (rf"divide[sd]?\s+{_THAT}by\s+({NUM})", "/", "divided by {n}", "除以{n}"),
@@ -418,7 +427,8 @@ def find_two_steps(text: str) -> tuple[Task, FollowUp] | None:
 
     Example:
         >>> task, follow = find_two_steps(
-        ...     "运行两次代码解释器：第一次运行请计算123的23次方的值，第二次运行请将前者的结果除以5")
+        ...     "运行两次代码解释器：第一次运行请计算123的23次方的值，"
+        ...     "第二次运行请将前者的结果除以5")
         >>> task.code, follow.code("x")
         ('123**23', 'x / 5')
     """
