@@ -3,6 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+DEMO_STAMP := $(VENV)/.demo-stamp
 
 .PHONY: install bwrap test lint demo bench soak format clean
 
@@ -32,7 +33,13 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-demo: install
+# the demo needs only the LangChain adapter and the emulator, not the dev toolchain
+$(DEMO_STAMP): pyproject.toml | $(PY)
+	@[ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ] || \
+	  $(PY) -m pip install -q --disable-pip-version-check -e '.[langchain,emulator]'
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP) bwrap
 	$(PY) examples/quickstart.py
 
 # the long variant of the emulator soak test (make test runs 40 requests)

@@ -12,7 +12,7 @@ from qwen_ci import CodeRun, CodeStart, Finish, TextDelta
 from qwen_ci.emulator import Engine, Generation, Message, ScriptedModel
 from qwen_ci.emulator.engine import estimate_tokens, split_text
 from qwen_ci.emulator.model import Answer, Model, Run, RunCode, Thinking, Turn
-from qwen_ci.emulator.scripted import find_task, find_two_steps
+from qwen_ci.emulator.scripted import find_task, find_two_steps, plan_for
 from qwen_ci.sandbox import ExecutionResult
 from tests.emulator.conftest import KEY, ask
 
@@ -47,6 +47,13 @@ def first_code(prompt: str) -> str | None:
         ("2^10 = ?", "2**10"),
         ("Run this:\n```python\nx = [i * i for i in range(5)]\nprint(x)\n```",
          "x = [i * i for i in range(5)]\nprint(x)"),
+        ("What is the 30th Fibonacci number? Use code.",
+         "a, b = 0, 1\nfor _ in range(30):\n    a, b = b, a + b\na"),
+        ("第30个斐波那契数是多少？", "a, b = 0, 1\nfor _ in range(30):\n    a, b = b, a + b\na"),
+        ("What is the sum of the squares of 1 to 100? Use code.",
+         "sum(n**2 for n in range(1, 100 + 1))"),
+        ("1到100的平方和是多少？", "sum(n**2 for n in range(1, 100 + 1))"),
+        ("What is 2**10 // 4? Use Python.", "2**10 // 4"),
         ("Hello", None),
         ("Write me 2 haikus. Only include the haikus.", None),
         ("how are you", None),
@@ -55,6 +62,55 @@ def first_code(prompt: str) -> str | None:
 )
 def test_code_for_each_kind_of_question(prompt: str, code: str | None) -> None:
     assert first_code(prompt) == code
+
+
+NEAR_MISSES = [
+    "What is the sum of the digits of 2**100?",
+    "What is the sum of even numbers from 1 to 100?",
+    "What is the sum of the odd integers from 1 to 100?",
+    "What is the product of the integers from 1 to 10?",
+    "What is the average of the first 10 primes?",
+    "What is 123 to the power of 21 modulo 7?",
+    "What is 123 to the power of 21 in hexadecimal?",
+    "How many digits does 2**100 have?",
+    "What is 20 factorial divided by 18 factorial?",
+    "What is the 30th prime number?",
+    "What is the 30th Fibonacci number squared?",
+    "How many primes are between 100 and 200?",
+    "How many primes below 10000 end in 7?",
+    "How many twin primes are below 10000?",
+    "What is 10% of 250?",
+    "What is the square root of 2?",
+    "Is 97 prime?",
+    "Tell me about 2024-1-2",
+    "What is 2**100 minus the number of primes below 100?",
+    "What is the sum of 3, 5 and 7 squared?",
+    "What is the average of the integers from 1 to 100, excluding 50?",
+    "1到100的偶数和是多少？",
+    "123的21次方的各位数字之和是多少？",
+    "2的100次方有多少位？",
+    "How many euros are 1234.5 USD?",
+    "What was the average monthly spend?",
+    "What's the weather in Paris? Convert it to Fahrenheit.",
+    "Explain this code:\n```python\nprint(1)\n```",
+    "First compute 2**10, then tell me a joke about it",
+    "运行两次代码解释器：第一次运行请计算123的23次方的值，第二次运行请画出它的图像",
+]
+
+
+@pytest.mark.parametrize("prompt", NEAR_MISSES)
+def test_near_misses_are_refused_not_half_answered(prompt: str) -> None:
+    """A prompt only partly understood gets the honest refusal, never a wrong computation."""
+    for ci in (True, False):
+        plan = plan_for(prompt, ci)
+        assert isinstance(plan, tuple), f"{prompt!r} was answered with code"
+    model = ScriptedModel()
+    pieces = model.pieces(Turn("qwen3-max", (Message("user", prompt),)))
+    assert not any(isinstance(p, RunCode) for p in pieces)
+    answer = pieces[-1]
+    assert isinstance(answer, Answer)
+    assert any(word in answer.text for word in ("not guess", "不作回答", "I need web search",
+                                                 "cannot compute", "需要联网"))
 
 
 def test_two_step_requests() -> None:
@@ -173,6 +229,75 @@ def test_two_steps_end_to_end(emulator: object) -> None:
         "123**23", "1169008215014432917465348578887506800769541157267 / 5"]
     assert "2.338016430028866e+47" in result.text
     assert result.usage is not None and result.usage.plugins["code_interpreter"]["count"] == 2
+
+
+DOC_TWO_RUNS = [
+    "运行两次代码解释器：第一次运行请计算123的23次方的值，第二次运行请将前者的结果除以5",
+    "Run the code interpreter twice: first calculate 123 to the power of 23, then divide "
+    "the result by 5.",
+]
+BIG23 = "1169008215014432917465348578887506800769541157267"
+
+
+@pytest.mark.parametrize("prompt", DOC_TWO_RUNS)
+def test_the_service_pages_two_run_prompt_runs_twice(emulator: object, prompt: str) -> None:
+    """The documented multi-run prompt: two runs, count 2, the codes the page shows."""
+    result = ask(emulator, prompt)  # type: ignore[arg-type]
+    assert [run.code for run in result.code_runs] == ["123**23", f"{BIG23} / 5"]
+    assert result.usage is not None
+    assert result.usage.plugins == {"code_interpreter": {"count": 2}}
+    assert BIG23 in result.text and "2.338016430028866e+47" in result.text
+
+
+@pytest.mark.parametrize(
+    ("prompt", "value"),
+    [
+        ("What is the 30th Fibonacci number? Use code.", "832040"),
+        ("How many primes are below 10000?", "1229"),
+        ("What is the sum of the squares of 1 to 100? Use code.", "338350"),
+        ("1到100的平方和是多少？", "338350"),
+        ("What is 2**10 // 4? Use Python.", "256"),
+    ],
+)
+def test_answers_are_correct(emulator: object, prompt: str, value: str) -> None:
+    result = ask(emulator, prompt)  # type: ignore[arg-type]
+    assert len(result.code_runs) == 1 and value in result.text
+
+
+def test_query_engine_prompt_divides_the_total_by_the_months(emulator: object) -> None:
+    prompt = ("Context information is below.\n---------------------\nThe 2024 budget was "
+              "1,234,567 EUR, spent over 7 months.\n---------------------\nGiven the context "
+              "information and not prior knowledge, answer the query.\nQuery: What was the "
+              "average monthly spend?\nAnswer: ")
+    result = ask(emulator, prompt)  # type: ignore[arg-type]
+    assert [run.code for run in result.code_runs] == [
+        "total = 1234567\nmonths = 7\nround(total / months, 2)"]
+    assert "176366.71 EUR" in result.text
+
+
+def test_web_search_reports_search_info_in_the_recorded_shape(
+    emulator: object, recorded: None
+) -> None:
+    """enable_search: ``search_info`` once, with the recorded result keys; labelled data."""
+    import json
+
+    from tests.replay import RECORDED
+
+    body = (RECORDED / "single-generation-message-search-sse.response.body.txt").read_text(
+        "utf-8-sig")
+    first = json.loads(body.split("data:", 1)[1].split("\n", 1)[0])
+    real_keys = set(first["output"]["search_info"]["search_results"][0])
+    result = ask(emulator, "今天杭州天气如何？算一下摄氏转华氏。",  # type: ignore[arg-type]
+                 extra_body={"enable_search": True})
+    assert result.search_info is not None
+    entries = result.search_info["search_results"]
+    assert entries and set(entries[0]) == real_keys
+    assert "模拟器" in entries[0]["title"] and ".invalid/" in entries[0]["url"]
+    assert "53.6°F" in result.text and "69.8°F" in result.text
+    assert result.usage is not None and result.usage.plugins["search"]["count"] == 1
+    without = ask(emulator, "今天杭州天气如何？算一下摄氏转华氏。")  # type: ignore[arg-type]
+    assert without.search_info is None and not without.code_runs
+    assert "enable_search" in without.text
 
 
 def test_fenced_code_runs_as_is_with_state(emulator: object) -> None:
