@@ -36,7 +36,7 @@ lint: install
 # the demo needs only the LangChain adapter and the emulator, not the dev toolchain
 $(DEMO_STAMP): pyproject.toml | $(PY)
 	@[ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ] || \
-	  $(PY) -m pip install -q --disable-pip-version-check -e '.[langchain,emulator]'
+	  $(PY) -m pip install -q --no-compile --disable-pip-version-check -e '.[langchain,emulator]'
 	touch $(DEMO_STAMP)
 
 demo: $(DEMO_STAMP) bwrap
