@@ -61,7 +61,8 @@ def test_readme_snippets_do_what_the_readme_says(
     assert re.search(r"^\S+ 123\*\*21$", out, re.M)
     # web search: the results and both plugins
     assert "'site_name': 'qwen-ci emulator'" in out
-    assert "{'search': {'count': 1, 'strategy': 'standard'}, 'code_interpreter': {'count': 1}}" in out
+    assert ("{'search': {'count': 1, 'strategy': 'standard'}, "
+            "'code_interpreter': {'count': 1}}") in out
     # the in-process emulator snippet
     assert out.count(code_123) >= 2
     # tracing snippets: live code events and the LlamaIndex run event
