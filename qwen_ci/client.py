@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from qwen_ci.config import API_KEY_ENV, Protocol, region_of, resolve_base_url
+from qwen_ci.config import API_KEY_ENV, Protocol, is_loopback, region_of, resolve_base_url
 from qwen_ci.errors import (
     APIConnectionError,
     APITimeoutError,
@@ -37,6 +37,46 @@ from qwen_ci.retry import RetryPolicy, retry_after
 from qwen_ci.version import __version__
 
 logger = logging.getLogger("qwen_ci")
+
+
+def _missing_key(base_url: str | None, region: str | None) -> str:
+    """What to do without a key; at a local server, that any key may do."""
+    try:
+        root = resolve_base_url(base_url, region)
+    except InvalidRequestError:
+        root = None
+    if is_loopback(root):
+        return (
+            f"No API key. {root} is a local server: an emulator started without --api-key "
+            f"accepts any key, so pass api_key='sk-local' (or set {API_KEY_ENV}); a server "
+            "started with --api-key wants that key."
+        )
+    return (
+        f"No DashScope API key: set the {API_KEY_ENV} environment variable or pass "
+        "api_key (keys are created per region in the Model Studio console), or use the "
+        "local emulator (base_url='http://127.0.0.1:8765' after `qwen-ci emulator`)."
+    )
+
+
+def _auth_hint(base_url: str) -> str:
+    """A rejected key: region advice for the service's hosts, server advice elsewhere."""
+    region = region_of(base_url)
+    if region is not None:
+        return (
+            f"The key was rejected by {base_url} (region {region}). DashScope API keys "
+            "belong to one region: a key from another region is rejected the same way. Use "
+            "the key of this region, or pass the region/base_url your key belongs to."
+        )
+    if is_loopback(base_url):
+        return (
+            f"The key was rejected by the local server at {base_url}: it was started with "
+            "--api-key (qwen-ci emulator / qwen-ci serve); pass that key, or restart it "
+            "without --api-key to accept any key."
+        )
+    return (
+        f"The key was rejected by {base_url}, which is not a DashScope region host: pass "
+        "the key this server expects."
+    )
 
 DEFAULT_TIMEOUT = 300.0
 """Seconds to wait for a byte (code runs are silent on the wire) and, capped at 10 s,
@@ -63,10 +103,7 @@ class _Base:
         max_backoff: float = 8.0,
     ) -> None:
         if not api_key:
-            raise InvalidRequestError(
-                f"No DashScope API key: set the {API_KEY_ENV} environment variable or pass "
-                "api_key (keys are created per region in the Model Studio console)."
-            )
+            raise InvalidRequestError(_missing_key(base_url, region))
         if max_retries < 0:
             raise InvalidRequestError(f"max_retries={max_retries} must be >= 0.")
         if timeout is not None and timeout <= 0:
@@ -116,13 +153,7 @@ class _Base:
 
     def _annotate(self, err: QwenCIError) -> QwenCIError:
         if isinstance(err, AuthenticationError) and err.hint is None:
-            region = region_of(self.base_url)
-            where = f"{self.base_url} (region {region})" if region else self.base_url
-            err.hint = (
-                f"The key was rejected by {where}. DashScope API keys belong to one region: "
-                "a key from another region is rejected the same way. Use the key of this "
-                "region, or pass the region/base_url your key belongs to."
-            )
+            err.hint = _auth_hint(self.base_url)
             err.args = (err._render(),)
         return err
 
@@ -148,7 +179,8 @@ class _Base:
         return self.retry.delay(attempt, err.retry_after)
 
     def _log_retry(self, err: QwenCIError, attempt: int, delay: float) -> None:
-        logger.warning(
+        # INFO: a library's retries stay quiet unless the application configures logging
+        logger.info(
             "qwen_ci: attempt %d failed (%s); retrying in %.2fs", attempt + 1, err, delay
         )
 

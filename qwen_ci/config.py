@@ -90,6 +90,44 @@ MODEL_PATTERNS: tuple[tuple[str, ModelInfo], ...] = (
 _COMPILED_PATTERNS = tuple((re.compile(p), info) for p, info in MODEL_PATTERNS)
 
 
+#: models the service serves without the code interpreter (refused before sending)
+_NO_CODE_INTERPRETER = re.compile(
+    r"(?:qwen-(?:plus|max|turbo|flash|long|coder-plus)|qwen3-vl[\w.-]*|qwen2(?:\.5)?-[\w.-]+"
+    r"|qwen3-(?:\d+b|coder)[\w.-]*|qwq[\w.-]*|qvq[\w.-]*)(?:-latest|-\d{4}-\d{2}-\d{2})?"
+)
+
+
+def code_interpreter_refusal(model: str) -> str | None:
+    """Why ``model`` cannot run the code interpreter, for models known not to; else None.
+
+    Unknown names pass (the service's list moves; self-hosted servers have their own).
+
+    Example:
+        >>> code_interpreter_refusal("qwen-plus").split(";")[0]
+        "Model 'qwen-plus' has no code interpreter"
+        >>> code_interpreter_refusal("qwen3-max-preview") is None
+        True
+    """
+    if not _NO_CODE_INTERPRETER.fullmatch(model) or model in MODELS:
+        return None
+    supported = ", ".join(MODELS)
+    return (
+        f"Model {model!r} has no code interpreter; use one that has: {supported} "
+        "(and later qwen3-max / Plus models)."
+    )
+
+
+def is_loopback(url: str | None) -> bool:
+    """True when ``url`` points at this machine (a local emulator or server).
+
+    Example:
+        >>> is_loopback("http://127.0.0.1:8765"), is_loopback("https://dashscope.aliyuncs.com")
+        (True, False)
+    """
+    host = urlsplit(url).hostname if url else None
+    return host in ("127.0.0.1", "localhost", "::1") or bool(host and host.startswith("127."))
+
+
 def model_info(model: str) -> ModelInfo:
     """Return the table entry for ``model``; unknown models are text models."""
     info = MODELS.get(model)

@@ -20,6 +20,7 @@ from qwen_ci.config import (
     NATIVE_PATHS,
     Protocol,
     check_protocol,
+    code_interpreter_refusal,
     model_info,
 )
 from qwen_ci.errors import InvalidRequestError
@@ -135,6 +136,8 @@ def _check_extra_body(extra: Mapping[str, Any]) -> None:
 def _check_options(opts: Options) -> None:
     if not isinstance(opts.model, str) or not opts.model.strip():
         raise InvalidRequestError("model must be a non-empty string such as 'qwen3-max-preview'.")
+    if (refusal := code_interpreter_refusal(opts.model)) is not None:
+        raise InvalidRequestError(refusal)
     if opts.temperature is not None and not 0 <= opts.temperature < 2:
         raise InvalidRequestError(
             f"temperature={opts.temperature} is out of range; DashScope takes 0 <= t < 2."

@@ -201,7 +201,8 @@ def test_compat_401_body(server: ReplayServer) -> None:
         collect(client.stream(req("openai")))  # type: ignore[arg-type]
     err = info.value
     assert (err.status, err.code, err.request_id) == (401, "invalid_api_key", "af287265")
-    assert server.base_url in str(err) and "region" in str(err)
+    assert server.base_url in str(err) and "local server" in str(err)
+    assert "region" not in str(err)  # region advice is for the service's hosts only
     assert "sk-test" not in str(err)
 
 

@@ -1,0 +1,109 @@
+"""Errors that say what to do: the advice fits the host, the model and the missing key."""
+
+from __future__ import annotations
+
+import pytest
+
+from qwen_ci import AuthenticationError, Client, InvalidRequestError, Options, build, collect
+from qwen_ci.config import MODELS
+from tests.replay import ReplayServer, Reply
+
+REJECTED = Reply([b'{"code":"InvalidApiKey","message":"Invalid API-key provided.",'
+                  b'"request_id":"r1"}'], status=401, headers={"Content-Type": "application/json"})
+
+
+def ask(client: Client, model: str = "qwen3-max-preview") -> None:
+    request = build([{"role": "user", "content": "2**10?"}], Options(model=model), "dashscope")
+    with client:
+        collect(client.stream(request))
+
+
+def test_wrong_key_at_a_local_emulator_gets_local_advice() -> None:
+    from qwen_ci.emulator import Emulator
+
+    with Emulator(api_key="sk-right", pool_size=0) as emu, pytest.raises(
+        AuthenticationError
+    ) as info:
+        ask(Client(api_key="sk-wrong", base_url=emu.base_url, max_retries=0))
+    text = str(info.value)
+    assert info.value.status == 401 and info.value.code == "InvalidApiKey"
+    assert f"local server at {emu.base_url}" in text and "--api-key" in text
+    assert "region" not in text and "sk-wrong" not in text
+
+
+def test_wrong_key_at_a_region_host_gets_region_advice() -> None:
+    client = Client(api_key="sk-test", region="us-east-1")
+    err = client._http_error(401, REJECTED.chunks[0], {})
+    assert "(region us-east-1)" in str(err) and "belong to one region" in str(err)
+
+
+def test_wrong_key_at_another_host_names_that_server(server: ReplayServer) -> None:
+    server.default = REJECTED
+    base = server.base_url.replace("127.0.0.1", "localhost")
+    with pytest.raises(AuthenticationError) as info:
+        ask(Client(api_key="sk-test", base_url=base, max_retries=0))
+    assert "local server" in str(info.value)
+    client = Client(api_key="sk-test", base_url="https://llm.example.org")
+    err = client._http_error(401, REJECTED.chunks[0], {})
+    assert "not a DashScope region host" in str(err) and "region" not in str(err).split(
+        "not a DashScope")[0]
+
+
+def test_missing_key_at_a_local_base_url_says_any_key_works() -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        Client(api_key=None, base_url="http://127.0.0.1:8765")
+    assert "accepts any key" in str(info.value) and "sk-local" in str(info.value)
+    with pytest.raises(InvalidRequestError) as hosted:
+        Client(api_key=None)
+    assert "DASHSCOPE_API_KEY" in str(hosted.value) and "any key" not in str(hosted.value)
+
+
+@pytest.mark.parametrize("model", ["qwen-plus", "qwen-max", "qwen-plus-latest", "qwen-turbo",
+                                   "qwen-max-2025-01-25", "qwen3-vl-plus", "qwq-plus"])
+def test_model_without_the_interpreter_is_refused_before_sending(
+    server: ReplayServer, model: str
+) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        ask(Client(api_key="sk-test", base_url=server.base_url), model)
+    text = str(info.value)
+    assert f"{model!r} has no code interpreter" in text
+    assert all(name in text for name in MODELS)
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("model", ["qwen3-max-preview", "qwen3.5-plus", "my-selfhosted-model"])
+def test_interpreter_models_and_unknown_names_pass(model: str) -> None:
+    build([{"role": "user", "content": "hi"}], Options(model=model), "dashscope")
+
+
+def test_langchain_and_llamaindex_refuse_it_too(server: ReplayServer) -> None:
+    from langchain_qwen_ci import ChatQwenCodeInterpreter
+    from llamaindex_qwen_ci import QwenCodeInterpreter
+
+    with pytest.raises(InvalidRequestError, match="has no code interpreter"):
+        ChatQwenCodeInterpreter(model="qwen-plus", api_key="sk", base_url=server.base_url
+                                ).invoke("2**10?")
+    with pytest.raises(InvalidRequestError, match="has no code interpreter"):
+        QwenCodeInterpreter(model="qwen-max", api_key="sk", base_url=server.base_url
+                            ).complete("2**10?")
+    assert server.requests == []
+
+
+def test_retries_are_quiet_without_logging_configured(server: ReplayServer) -> None:
+    """A user program without logging setup sees no retry chatter on stderr."""
+    import subprocess
+    import sys
+
+    server.default = Reply([b'{"code":"InternalError","message":"boom","request_id":"r"}'],
+                           status=500, headers={"Content-Type": "application/json"})
+    script = (
+        "from qwen_ci import Client, Options, build, collect, QwenCIError\n"
+        f"c = Client(api_key='sk', base_url={server.base_url!r}, max_retries=1, backoff=0.01)\n"
+        "r = build([{'role': 'user', 'content': 'x'}], Options(), 'dashscope')\n"
+        "try:\n    collect(c.stream(r))\nexcept QwenCIError as e:\n    print(type(e).__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.stdout.strip() == "ServerError", done.stderr
+    assert len(server.requests) == 2  # it did retry
+    assert done.stderr == ""
