@@ -520,6 +520,7 @@ class _ChunkBuilder:
         else:
             message = AIMessageChunk(
                 content="",
+                additional_kwargs={"tool_info": []},  # the key is always there, runs or not
                 response_metadata=_response_metadata(event, self._usage),
                 usage_metadata=_usage_metadata(self._usage) if self._usage else None,
                 chunk_position="last",
@@ -537,8 +538,7 @@ def _chat_result(result: Result) -> ChatResult:
         additional["reasoning_content"] = result.reasoning
     if result.search_info is not None:
         additional["search_info"] = result.search_info
-    if result.code_runs:
-        additional["tool_info"] = result.tool_info
+    additional["tool_info"] = result.tool_info  # [] without runs (and with protocol="openai")
     assert result.finish is not None  # collect() raises on incomplete streams
     message = AIMessage(
         content=result.text,

@@ -14,6 +14,9 @@ from qwen_ci.protocols._common import frame_error, load_frame, usage_from
 from qwen_ci.protocols.sse import SSEEvent
 
 _DONE = b"[DONE]"
+UNKNOWN_RUNS: dict[str, Any] = {"code_interpreter": {"count": None}}
+"""``Usage.plugins`` of this protocol: it reports no runs, so their count is unknown (None,
+not 0)."""
 
 
 class OpenAICompatParser:
@@ -113,7 +116,8 @@ class OpenAICompatParser:
         self.started = True
         raw = self._usage or {}
         usage = usage_from(
-            raw, "prompt_tokens", "completion_tokens", "completion_tokens_details", None
+            raw, "prompt_tokens", "completion_tokens", "completion_tokens_details",
+            {"code_interpreter": {"count": None}},
         )
         return [
             usage,

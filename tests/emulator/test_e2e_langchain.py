@@ -39,7 +39,8 @@ def test_invoke(emulator: Emulator, protocol: str) -> None:
         calls = [b for b in message.content_blocks if b["type"] == "server_tool_call"]
         assert [c["args"] for c in calls] == [{"code": "123**21"}]
     else:
-        assert "tool_info" not in message.additional_kwargs
+        assert message.additional_kwargs["tool_info"] == []  # this protocol returns no code
+        assert message.response_metadata["plugins"] == {"code_interpreter": {"count": None}}
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

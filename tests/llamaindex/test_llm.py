@@ -184,7 +184,7 @@ async def test_chat_equals_last_chunk_of_stream_chat_sync_and_async(
         assert chat.message.additional_kwargs["tool_info"] == []  # not on this protocol
         assert {k: chat.additional_kwargs[k] for k in USAGE_KEYS} == {
             "prompt_tokens": 719, "completion_tokens": 245, "total_tokens": 964,
-            "reasoning_tokens": 153, "plugins": {}}
+            "reasoning_tokens": 153, "plugins": {"code_interpreter": {"count": None}}}
         assert chat.additional_kwargs["model_name"] == "qwen3-max-2026-01-23"
         assert chat.raw["usage"]["prompt_tokens"] == 719 and chat.raw["choices"] == []
 
