@@ -9,21 +9,13 @@ Without a key (and without --base-url) it runs against the local emulator, offli
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from _backend import backend
+from _backend import DIM, RESET, StreamPrinter, backend
 from llama_index.core.llms import ChatMessage
 
 from llamaindex_qwen_ci import QwenCodeInterpreter
 from qwen_ci import QwenCIError
-
-NO_KEY = (
-    "DASHSCOPE_API_KEY is not set: create a key in the Model Studio console of your region "
-    "and export it (or pass --base-url to a compatible server) to run this example."
-)
-COLOR = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-DIM, BOLD, RESET = ("\033[2m", "\033[1m", "\033[0m") if COLOR else ("", "", "")
 
 
 def main() -> int:
@@ -36,18 +28,21 @@ def main() -> int:
     with backend(args.base_url, args.region) as settings:
         llm = QwenCodeInterpreter(model=args.model, **settings)
         last = None
+        printer = StreamPrinter()
         try:
             for chunk in llm.stream_chat([ChatMessage(role="user", content=args.question)]):
                 last = chunk
                 if thinking := chunk.additional_kwargs.get("thinking_delta"):
-                    print(f"{DIM}{thinking}{RESET}", end="", flush=True)
+                    printer.thinking(thinking)
                 for run in chunk.additional_kwargs.get("tool_info_delta", []):
-                    print(f"\n{BOLD}[code executed]{RESET}\n{run['code_interpreter']['code']}\n")
-                print(chunk.delta or "", end="", flush=True)
+                    printer.code(run["code_interpreter"]["code"])
+                if chunk.delta:
+                    printer.answer(chunk.delta)
         except QwenCIError as exc:
-            print(f"\nerror: {exc}", file=sys.stderr)
+            printer.end()
+            print(f"error: {exc}", file=sys.stderr)
             return 1
-        print()
+        printer.end()
         if last is not None:  # the last chunk is the complete response, usage included
             usage = last.additional_kwargs
             print(

@@ -14,17 +14,13 @@ token usage. It says which backend it used.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from _backend import backend
+from _backend import BOLD, DIM, RESET, StreamPrinter, backend
 from langchain_core.messages import AIMessageChunk
 
 from langchain_qwen_ci import ChatQwenCodeInterpreter
 from qwen_ci import QwenCIError
-
-COLOR = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-DIM, BOLD, RESET = ("\033[2m", "\033[1m", "\033[0m") if COLOR else ("", "", "")
 
 
 def main() -> int:
@@ -43,30 +39,30 @@ def ask(llm: ChatQwenCodeInterpreter, question: str) -> int:
     """Stream one answer, showing thinking, code and answer; then the usage."""
     print(f"{BOLD}Q:{RESET} {question}")
     total: AIMessageChunk | None = None
-    answering = False
+    printer = StreamPrinter()
     try:
         for chunk in llm.stream(question):
             total = chunk if total is None else total + chunk
             if thinking := chunk.additional_kwargs.get("reasoning_content"):
-                print(f"{DIM}{thinking}{RESET}", end="", flush=True)
+                printer.thinking(thinking)
             for run in chunk.additional_kwargs.get("tool_info", []):
-                print(f"\n{BOLD}[code executed]{RESET}\n{run['code_interpreter']['code']}\n")
+                printer.code(run["code_interpreter"]["code"])
             if chunk.content:
-                if not answering:  # a blank line between the thinking and the answer
-                    print("\n")
-                    answering = True
-                print(chunk.content, end="", flush=True)
+                printer.answer(str(chunk.content))
     except QwenCIError as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
+        printer.end()
+        print(f"error: {exc}", file=sys.stderr)
         return 1
-    print()
+    printer.end()
     if total is not None and total.usage_metadata:
         usage = total.usage_metadata
         runs = total.response_metadata.get("plugins", {}).get("code_interpreter", {})
+        count = runs.get("count", 0)
         print(
             f"{DIM}tokens: in {usage['input_tokens']}, out {usage['output_tokens']} "
             f"(reasoning {usage.get('output_token_details', {}).get('reasoning', 0)}); "
-            f"code runs: {runs.get('count', 0)}{RESET}"
+            f"code runs: {'unknown (this protocol returns no code)' if count is None else count}"
+            f"{RESET}"
         )
     return 0
 

@@ -32,11 +32,25 @@ def test_quickstart_shows_thinking_code_answer_and_usage(server: ReplayServer) -
     done = run("quickstart.py", "--base-url", server.base_url, "2**100?")
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert f"backend: DashScope service ({server.base_url})" in out
+    # a local base URL is not "DashScope service"
+    assert f"backend: local server at {server.base_url}" in out and "DashScope" not in out
+    assert "\n\n\n" not in out and "[code executed]\n2**100\nGot it." in out  # no stray blanks
     assert "Let me compute." in out and "[code executed]\n2**100" in out
     assert "1267650600228229401496703205376" in out
     assert "code runs: 1" in out
     assert server.requests[0].json["input"]["messages"] == [{"role": "user", "content": "2**100?"}]
+
+
+def test_dashscope_base_url_alone_is_honoured(server: ReplayServer) -> None:
+    """DASHSCOPE_BASE_URL without a key: that server (a local one takes any key)."""
+    server.default = Reply(STREAM)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASHSCOPE_")}
+    env["DASHSCOPE_BASE_URL"] = server.base_url
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py"), "2**100?"],
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"backend: local server at {server.base_url}" in done.stdout
+    assert len(server.requests) == 1
 
 
 def test_quickstart_without_key_runs_against_the_local_emulator() -> None:
