@@ -27,6 +27,7 @@ from langchain_core.runnables.config import ensure_config
 from langchain_core.utils import from_env, secret_from_env
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
+from langchain_qwen_ci._refusals import STRUCTURED, bind_tools_refusal
 from langchain_qwen_ci.content_blocks import PROVIDER
 from langchain_qwen_ci.errors import atranslated, translated
 from langchain_qwen_ci.tracing import (
@@ -52,8 +53,6 @@ from qwen_ci.events import (
 )
 from qwen_ci.request import (
     SERVICE_OPTIONS,
-    STRUCTURED_ERROR,
-    TOOLS_ERROR,
     WireRequest,
     build,
     check_no_tools,
@@ -207,18 +206,17 @@ class ChatQwenCodeInterpreter(BaseChatModel):
         return params
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[Any, AIMessage]:
-        """Refused: the code interpreter and function calling are mutually exclusive."""
-        raise InvalidRequestError(TOOLS_ERROR.format(what="bind_tools(...)"))
+        """Refused: the code interpreter and function calling are mutually exclusive.
+
+        Agent constructors call this for you; the message names the one you called.
+        """
+        raise InvalidRequestError(bind_tools_refusal())
 
     def with_structured_output(
         self, schema: Any = None, **kwargs: Any
     ) -> Runnable[LanguageModelInput, Any]:
         """Refused: structured output needs function calling or JSON mode."""
-        raise InvalidRequestError(
-            STRUCTURED_ERROR.format(what="with_structured_output(...)")
-            + " "
-            + TOOLS_ERROR.format(what="with_structured_output(...)")
-        )
+        raise InvalidRequestError(STRUCTURED)
 
     # ------------------------------------------------------------------ calls
 
