@@ -25,7 +25,6 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from _backend import backend
 from langchain_core.language_models import BaseChatModel

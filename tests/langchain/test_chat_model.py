@@ -272,7 +272,7 @@ def tool(x: int) -> int:
 
 REFUSALS = [
     (lambda llm: llm.bind_tools([tool]), "mutually exclusive"),
-    (lambda llm: llm.with_structured_output(Answer), "is not available: it needs function calling or JSON"),
+    (lambda llm: llm.with_structured_output(Answer), "needs function calling or JSON"),
     (lambda llm: llm.invoke("q", tools=[{"type": "function"}]), "mutually exclusive"),
     (lambda llm: llm.invoke("q", tool_choice="auto"), "mutually exclusive"),
     (lambda llm: llm.invoke("q", functions=[{"name": "f"}]), "mutually exclusive"),
