@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from qwen_ci.emulator import Emulator
+from tests.fc_server import FunctionCallingServer
 
 ROOT = Path(__file__).resolve().parents[1]
 BIG = "77269364466549865653073473388030061522211723"
@@ -39,8 +40,11 @@ def run_all(path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-local")
     monkeypatch.setenv("DASHSCOPE_BASE_URL", emulator.base_url)
     namespace: dict[str, object] = {"__name__": path.stem}
-    for index, code in enumerate(snippets(path)):
-        exec(compile(code, f"{path.name} snippet {index + 1}", "exec"), namespace)
+    with FunctionCallingServer() as agent_model:  # the agent recipe's tool-calling model
+        monkeypatch.setenv("OPENAI_BASE_URL", agent_model.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-agent")
+        for index, code in enumerate(snippets(path)):
+            exec(compile(code, f"{path.name} snippet {index + 1}", "exec"), namespace)
 
 
 @pytest.mark.timeout(240)
@@ -63,6 +67,8 @@ def test_readme_snippets_do_what_the_readme_says(
     assert "'site_name': 'qwen-ci emulator'" in out
     assert ("{'search': {'count': 1, 'strategy': 'standard'}, "
             "'code_interpreter': {'count': 1}}") in out
+    # the agent recipe: the rate tool, then the interpreter computed the product
+    assert "1234.5 USD is " in out and "1135.74 (in euros)." in out
     # the in-process emulator snippet
     assert out.count(code_123) >= 2
     # tracing snippets: live code events and the LlamaIndex run event

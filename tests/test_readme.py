@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fc_server import FunctionCallingServer
 from tests.langchain.test_chat_model import TWO_RUNS
 from tests.replay import ReplayServer, Reply
 
@@ -25,8 +26,11 @@ def test_readme_snippets_run(server: ReplayServer, monkeypatch: pytest.MonkeyPat
     namespace: dict[str, object] = {"__name__": "readme"}
     blocks = snippets()
     assert len(blocks) >= 9
-    for index, code in enumerate(blocks):
-        exec(compile(code, f"README.md snippet {index + 1}", "exec"), namespace)
+    with FunctionCallingServer() as agent_model:  # the agent recipe's tool-calling model
+        monkeypatch.setenv("OPENAI_BASE_URL", agent_model.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-agent")
+        for index, code in enumerate(blocks):
+            exec(compile(code, f"README.md snippet {index + 1}", "exec"), namespace)
     out = capsys.readouterr().out
     assert out.count("x is 1024; x//4 is 256.") >= 4
     assert "running: x = 2**10" in out and "running: print(x // 4)" in out
