@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hmac
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -49,6 +53,55 @@ from qwen_ci.sandbox.isolation import IsolationChoice
 
 SSE_TYPE = "text/event-stream;charset=UTF-8"
 logger = logging.getLogger("qwen_ci.emulator")
+_LOG: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("qwen_ci_emulator_log")
+
+
+def _note(**fields: Any) -> None:
+    """Add to the current request's log line (model, code runs)."""
+    record = _LOG.get(None)
+    if record is not None:
+        record.update(fields)
+
+
+def _note_frame(frame: Frame) -> None:
+    if frame.codes:
+        _note(code_runs=len(frame.codes))
+
+
+class _RequestLog:
+    """ASGI middleware: one INFO line per request (method, path, model, status, duration,
+    code runs, request id); never the prompt or the key."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        record: dict[str, Any] = {"status": 500, "request_id": "-", "model": "-",
+                                  "code_runs": 0}
+        token = _LOG.set(record)
+        start = time.perf_counter()
+
+        async def logged_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                record["status"] = message["status"]
+                for name, value in message.get("headers", []):
+                    if name == b"x-request-id":
+                        record["request_id"] = value.decode("latin-1")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, logged_send)
+        finally:
+            _LOG.reset(token)
+            logger.info(
+                "%s %s model=%s status=%s duration=%.3fs code_runs=%s request_id=%s",
+                scope.get("method", "-"), scope.get("path", "-"), record["model"],
+                record["status"], time.perf_counter() - start, record["code_runs"],
+                record["request_id"],
+            )
 
 
 @dataclass
@@ -240,6 +293,7 @@ class _Handlers:
             body = load_body(await _read_body(request, self.config.max_body_bytes),
                              self.config.max_body_bytes)
             parsed = parse_native(body, endpoint, stream, self.config.extra_models)
+            _note(model=parsed.generation.model)
         except ServiceError as error:
             return self._native_error(error, request_id, stream)
         headers = {"x-request-id": request_id, "cache-control": "no-cache"}
@@ -275,6 +329,7 @@ class _Handlers:
         try:
             async with contextlib.aclosing(self._engine().frames(gen)) as frames:
                 async for frame in frames:
+                    _note_frame(frame)
                     if not parsed.incremental:
                         content += frame.content
                         reasoning += frame.reasoning
@@ -337,6 +392,7 @@ class _Handlers:
             raw = await _read_body(request, self.config.max_body_bytes)
             parsed = parse_compatible(load_body(raw, self.config.max_body_bytes),
                                       self.config.extra_models)
+            _note(model=parsed.generation.model)
         except ServiceError as error:
             return self._compat_error(error, request_id)
         gen = parsed.generation
@@ -371,6 +427,7 @@ class _Handlers:
         try:
             async with contextlib.aclosing(self._engine().frames(parsed.generation)) as frames:
                 async for frame in frames:
+                    _note_frame(frame)
                     if not started:  # the role chunk goes with the first frame
                         started = True
                         yield renderer.first()
@@ -433,6 +490,6 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
         Route(COMPATIBLE_PATH, handlers.chat_completions, methods=["POST"]),
         Route("/health", handlers.health, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(_RequestLog)])
     app.state.config = config
     return app

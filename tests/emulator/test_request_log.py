@@ -1,0 +1,54 @@
+"""The emulator logs one line per request: method, path, model, status, duration, code
+runs, request id; never the prompt or the key."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+
+from qwen_ci import AuthenticationError, Client, Options, build, collect
+
+SECRET_PROMPT = "What is 2**77? Use code."
+KEY = "sk-very-secret-key-123"
+LINE = re.compile(
+    r"INFO: POST (?P<path>\S+) model=(?P<model>\S+) status=(?P<status>\d+) "
+    r"duration=\d+\.\d{3}s code_runs=(?P<runs>\d+) request_id=(?P<rid>\S+)$"
+)
+
+
+def test_one_line_per_request_without_prompt_or_key() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASHSCOPE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qwen_ci.cli", "emulator", "--port", "0", "--pool-size", "1",
+         "--api-key", KEY, "--frame-delay", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    assert proc.stdout is not None
+    url = re.search(r"on (http://127\.0\.0\.1:\d+)", proc.stdout.readline())
+    assert url, "the emulator did not start"
+    try:
+        request = build([{"role": "user", "content": SECRET_PROMPT}], Options(), "dashscope")
+        with Client(api_key=KEY, base_url=url.group(1), max_retries=0) as client:
+            result = collect(client.stream(request))
+        compat = build([{"role": "user", "content": SECRET_PROMPT}], Options(), "openai")
+        with Client(api_key=KEY, base_url=url.group(1), protocol="openai") as client:
+            collect(client.stream(compat))
+        try:
+            with Client(api_key="sk-wrong", base_url=url.group(1), max_retries=0) as client:
+                collect(client.stream(request))
+        except AuthenticationError:
+            pass
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=30)[0]
+    lines = [m for m in map(LINE.search, out.splitlines()) if m]
+    assert len(lines) == 3, out
+    native, openai, rejected = lines
+    assert native["path"].endswith("/text-generation/generation")
+    assert (native["model"], native["status"], native["runs"]) == ("qwen3-max-preview", "200", "1")
+    assert native["rid"] == result.finish.request_id  # type: ignore[union-attr]
+    assert openai["path"] == "/compatible-mode/v1/chat/completions" and openai["runs"] == "1"
+    assert rejected["status"] == "401" and rejected["model"] == "-"
+    assert SECRET_PROMPT not in out and "2**77" not in out and KEY not in out
