@@ -123,8 +123,12 @@ def _serve_parser(sub: Any) -> None:
                     help="environment variable holding the upstream's API key (default: send none)")
     up.add_argument("--upstream-timeout", type=float, default=600.0,
                     help="seconds to wait for the upstream's next byte")
-    up.add_argument("--upstream-max-retries", type=int, default=2,
-                    help="retries of an upstream call before its first byte")
+    up.add_argument("--upstream-max-retries", type=int, default=0,
+                    help="retries of an upstream call before its first byte (clients of "
+                    "this server retry themselves; retrying here too multiplies the waits)")
+    up.add_argument("--upstream-check", choices=["warn", "refuse", "off"], default="warn",
+                    help="at start, check that the upstream answers; warn or refuse to start "
+                    "when it does not")
     up.add_argument("--upstream-extra-body", default=None, metavar="JSON",
                     help="JSON object merged into every upstream request (default: none)")
     up.add_argument("--no-echo-reasoning", action="store_true",

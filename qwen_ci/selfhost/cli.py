@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from qwen_ci.config import API_KEY_ENV, BASE_URL_ENV
 from qwen_ci.sandbox import Limits, detect_isolation
@@ -76,13 +78,44 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
     )
 
 
+def check_upstream(upstream: UpstreamConfig, timeout: float = 5.0) -> str | None:
+    """Why the upstream cannot be reached, or None (a TCP connection to its host, no request).
+
+    Example:
+        >>> check_upstream(UpstreamConfig("http://127.0.0.1:9/v1", "m"), timeout=1)[:40]
+        'the upstream at http://127.0.0.1:9/v1 is'
+    """
+    url = safe_url(upstream.base_url)
+    parts = urlsplit(upstream.base_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return None
+    except TimeoutError:
+        return f"the upstream at {url} did not accept a connection within {timeout:g} s"
+    except OSError as exc:
+        return f"the upstream at {url} is unreachable ({exc.strerror or exc})"
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``qwen-ci serve`` until interrupted; the exit status."""
     try:
         config = config_from_args(args)
         isolation = detect_isolation(args.isolation)
-        sock = bind_socket(args.host, args.port)
     except (UsageError, RuntimeError, OSError) as exc:
+        print(f"qwen-ci serve: {exc}", file=sys.stderr)
+        return 2
+    check = getattr(args, "upstream_check", "warn")
+    if check != "off" and (problem := check_upstream(config.upstream)) is not None:
+        if check == "refuse":
+            print(f"qwen-ci serve: {problem}. Start the upstream first, fix "
+                  "--upstream-base-url, or pass --upstream-check warn.", file=sys.stderr)
+            return 2
+        print(f"qwen-ci serve: warning: {problem}; requests fail until it is up "
+              "(--upstream-check refuse makes this fatal).", file=sys.stderr, flush=True)
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as exc:
         print(f"qwen-ci serve: {exc}", file=sys.stderr)
         return 2
     configure_logging(args.log_level, args.log_format)

@@ -438,9 +438,11 @@ class UpstreamModel:
                                                headers=headers)
                 response = await client.send(request, stream=True)
             except httpx.TimeoutException:
-                error = unavailable("the upstream did not answer in time")
+                error = unavailable(
+                    f"the upstream at {safe_url(self.config.base_url)} did not answer in time")
             except httpx.TransportError as exc:
-                error = unavailable(f"upstream unreachable: {type(exc).__name__}")
+                error = unavailable(f"upstream unreachable at {safe_url(self.config.base_url)}: "
+                                    f"{type(exc).__name__}")
             else:
                 if response.status_code < 400:
                     return response
