@@ -202,7 +202,8 @@ def _emulator(args: argparse.Namespace) -> int:
     url = f"http://{args.host}:{port}"
     model = "script " + str(args.script) if args.script else "scripted (deterministic)"
     print(f"qwen-ci emulator on {url}  model: {model}  sandbox: {isolation.mode}", flush=True)
-    print(f"  export {BASE_URL_ENV}={url} {API_KEY_ENV}={args.api_key or LOCAL_KEY}",
+    key = "<your --api-key>" if args.api_key else LOCAL_KEY  # never echo a real key
+    print(f"  export {BASE_URL_ENV}={url} {API_KEY_ENV}={key}",
           flush=True)
     server = uvicorn_server(app, args.log_level)
     # uvicorn re-raises Ctrl-C after its graceful shutdown
@@ -257,6 +258,8 @@ class _Renderer:
             self.console = None
         self.mode = ""  # "thinking", "running" or "answer": what the live region shows
         self.buffer = ""  # the current segment's text
+        self.usage: Any = None
+        self.request_id: str | None = None
 
     # the live region holds the current segment; a finished one is printed for good
     def _show(self) -> None:
@@ -305,6 +308,23 @@ class _Renderer:
                 self.out.write(f"[{header}]\n")
         self.mode = mode
 
+    def on_event(self, event: Any) -> None:
+        """Show one core event (usage and the request id are kept for :meth:`finish`)."""
+        from qwen_ci import CodeRun, CodeStart, Finish, ReasoningDelta, TextDelta, Usage
+
+        if isinstance(event, ReasoningDelta):
+            self.reasoning(event.text)
+        elif isinstance(event, CodeStart):
+            self.code_start(event.index)
+        elif isinstance(event, CodeRun):
+            self.code(event.index, event.code)
+        elif isinstance(event, TextDelta):
+            self.text(event.text)
+        elif isinstance(event, Usage):
+            self.usage = event
+        elif isinstance(event, Finish):
+            self.request_id = event.request_id
+
     def reasoning(self, text: str) -> None:
         self._enter("thinking", "thinking")
         self._append(text)
@@ -349,8 +369,10 @@ class _Renderer:
         if self.live is not None and self.live.is_started:
             self.live.stop()
 
-    def finish(self, usage: Any, request_id: str | None, protocol: str) -> None:
+    def finish(self, protocol: str) -> None:
+        """Stop the live region; print the usage and the request id."""
         self.close()
+        usage, request_id = self.usage, self.request_id
         lines = []
         if usage is not None:
             count = usage.plugins.get("code_interpreter", {}).get("count", 0)
@@ -385,18 +407,7 @@ def _ask_key(args: argparse.Namespace, base_url: str | None) -> str | None:
 
 
 def _ask(args: argparse.Namespace, out: TextIO) -> int:
-    from qwen_ci import (
-        Client,
-        CodeRun,
-        CodeStart,
-        Finish,
-        Options,
-        QwenCIError,
-        ReasoningDelta,
-        TextDelta,
-        build,
-    )
-    from qwen_ci import Usage as UsageEvent
+    from qwen_ci import Client, Options, QwenCIError, build
 
     if not args.emulator and _ask_key(args, args.base_url) is None:
         return 2
@@ -413,8 +424,6 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
         base_url = emulator.base_url
     key = _ask_key(args, base_url)
     renderer = _Renderer(out)
-    usage = None
-    request_id = None
     try:
         client = Client(api_key=key, base_url=base_url, region=args.region,
                         timeout=args.timeout)
@@ -422,18 +431,7 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
                         Options(model=args.model), args.protocol)
         with client:
             for event in client.stream(request):
-                if isinstance(event, ReasoningDelta):
-                    renderer.reasoning(event.text)
-                elif isinstance(event, CodeStart):
-                    renderer.code_start(event.index)
-                elif isinstance(event, CodeRun):
-                    renderer.code(event.index, event.code)
-                elif isinstance(event, TextDelta):
-                    renderer.text(event.text)
-                elif isinstance(event, UsageEvent):
-                    usage = event
-                elif isinstance(event, Finish):
-                    request_id = event.request_id
+                renderer.on_event(event)
     except QwenCIError as exc:
         renderer.close()
         print(f"error: {exc}", file=sys.stderr)
@@ -445,7 +443,7 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         if emulator is not None:
             emulator.stop()
-    renderer.finish(usage, request_id, args.protocol)
+    renderer.finish(args.protocol)
     return 0
 
 

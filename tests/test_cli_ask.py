@@ -38,16 +38,9 @@ def render(events: list[object], width: int = 80) -> list[str]:
     renderer.console.width = width
     seen = []
     for event in events:
-        if isinstance(event, ReasoningDelta):
-            renderer.reasoning(event.text)
-        elif isinstance(event, CodeStart):
-            renderer.code_start(event.index)
-        elif isinstance(event, CodeRun):
-            renderer.code(event.index, event.code)
-        elif isinstance(event, TextDelta):
-            renderer.text(event.text)
-        elif isinstance(event, Finish):
-            renderer.finish(EVENTS[-2], event.request_id, "dashscope")
+        renderer.on_event(event)
+        if isinstance(event, Finish):
+            renderer.finish("dashscope")
         seen.append(out.getvalue())
     return seen
 

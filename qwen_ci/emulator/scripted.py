@@ -122,6 +122,18 @@ class Plan:
     """Web search results to report before the first step (``search_info``)."""
 
 
+def _one_run(before: str, code: str, answer: Callable[[str], tuple[str, str] | None], zh: bool,
+             search: tuple[dict[str, object], ...] = ()) -> Plan:
+    """One run of ``code``, then ``answer(output)`` (None: the output is not usable)."""
+
+    def finish(runs: Sequence[Run]) -> tuple[str, str]:
+        run = runs[-1]
+        done = answer(_value(run)) if run.result.ok else None
+        return done if done is not None else _failure(run, zh)
+
+    return Plan((_Step(lambda runs: before, lambda runs: code),), finish, zh, search)
+
+
 def _single_plan(task: Task, zh: bool, number_only: bool = False) -> Plan:
     if task.kind == "code":
         before = (
@@ -298,17 +310,10 @@ def _context_answer_plan(task: Task, total: str, months: str, unit: str, zh: boo
         "is the total divided by the months; I will compute it with Python."
     )
 
-    def finish(runs: Sequence[Run]) -> tuple[str, str]:
-        run = runs[-1]
-        if not run.result.ok:
-            return _failure(run, zh)
-        value = _value(run)
-        return (
-            f"\n\nThe code returned {value}.",
-            f"The average monthly spend was {value} {unit} ({total} over {months} months).",
-        )
-
-    return Plan((_Step(lambda runs: before, lambda runs: task.code),), finish, zh)
+    return _one_run(before, task.code, lambda value: (
+        f"\n\nThe code returned {value}.",
+        f"The average monthly spend was {value} {unit} ({total} over {months} months).",
+    ), zh)
 
 
 # ---------------------------------------------------------------------- web search
@@ -377,19 +382,14 @@ def _weather_plan(prompt: str, search: bool, zh: bool) -> Plan | tuple[str, str]
         return Plan((), finish_only, zh, results)
     code = f"celsius = [{low}, {high}]\n[round(c * 9 / 5 + 32, 1) for c in celsius]"
 
-    def before(runs: Sequence[Run]) -> str:
-        if zh:
-            return f"{found_zh}用户还要摄氏转华氏：°F = °C × 9/5 + 32，我用代码算。"
-        return f"{found_en} The user also wants Fahrenheit: °F = °C × 9/5 + 32; I will compute it."
+    before = (f"{found_zh}用户还要摄氏转华氏：°F = °C × 9/5 + 32，我用代码算。" if zh else
+              f"{found_en} The user also wants Fahrenheit: °F = °C × 9/5 + 32; I will compute it.")
 
-    def finish(runs: Sequence[Run]) -> tuple[str, str]:
-        run = runs[-1]
-        if not run.result.ok:
-            return _failure(run, zh)
+    def answer(value: str) -> tuple[str, str] | None:
         try:
-            f_low, f_high = ast.literal_eval(_value(run))
+            f_low, f_high = ast.literal_eval(value)
         except (ValueError, SyntaxError, TypeError):
-            return _failure(run, zh)
+            return None
         if zh:
             return (f"\n\n换算结果是 {f_low}°F 和 {f_high}°F。",
                     f"{found_zh}\n\n换算成华氏：{low}°C = {f_low}°F，{high}°C = {f_high}°F"
@@ -398,7 +398,7 @@ def _weather_plan(prompt: str, search: bool, zh: bool) -> Plan | tuple[str, str]
                 f"{found_en}\n\nIn Fahrenheit: {low} °C = {f_low} °F, {high} °C = {f_high} °F "
                 "(°F = °C × 9/5 + 32).")
 
-    return Plan((_Step(before, lambda runs: code),), finish, zh, results)
+    return _one_run(before, code, answer, zh, results)
 
 
 # ---------------------------------------------------------------------- ReAct agents
@@ -485,20 +485,13 @@ def _react_plan(turn: Turn) -> Plan | tuple[str, str] | None:
         )
     code = f"round({amount} * {rate[0]}, 2)"
 
-    def finish(runs: Sequence[Run]) -> tuple[str, str]:
-        run = runs[-1]
-        if not run.result.ok:
-            return _failure(run, False)
-        value = _value(run)
-        return (
-            f"\n\nThe code returned {value}.",
-            f"{_ANSWERED}\nAnswer: {amount} {currency} is {value} EUR ({amount} × {rate[0]}, "
-            f"the rate {rate_tool.name} returned).",
-        )
-
     before = (f"The rate is {rate[0]} euros per {currency}. I will compute {amount} × "
               f"{rate[0]} with Python.")
-    return Plan((_Step(lambda runs: before, lambda runs: code),), finish, False)
+    return _one_run(before, code, lambda value: (
+        f"\n\nThe code returned {value}.",
+        f"{_ANSWERED}\nAnswer: {amount} {currency} is {value} EUR ({amount} × {rate[0]}, "
+        f"the rate {rate_tool.name} returned).",
+    ), False)
 
 
 def _react_task_plan(task: Task) -> Plan:

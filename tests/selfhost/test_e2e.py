@@ -227,7 +227,7 @@ def test_openai_protocol_and_the_upstream_model_name(
     message = llm(server, "openai", model=MODEL).invoke("sum of 0..9")
     assert message.content == "45" and message.additional_kwargs["reasoning_content"] == "Run it."
     assert message.response_metadata["model_name"] == MODEL
-    assert "tool_info" not in message.additional_kwargs  # as the hosted compatible mode
+    assert message.additional_kwargs["tool_info"] == []  # as the hosted compatible mode
 
 
 def test_user_tools_are_refused_and_never_reach_the_upstream(
