@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from qwen_ci import AuthenticationError, Client, InvalidRequestError, Options, build, collect
@@ -33,7 +34,7 @@ def test_wrong_key_at_a_local_emulator_gets_local_advice() -> None:
 
 def test_wrong_key_at_a_region_host_gets_region_advice() -> None:
     client = Client(api_key="sk-test", region="us-east-1")
-    err = client._http_error(401, REJECTED.chunks[0], {})
+    err = client._http_error(httpx.Response(401, content=REJECTED.chunks[0]))
     assert "(region us-east-1)" in str(err) and "belong to one region" in str(err)
 
 
@@ -44,7 +45,7 @@ def test_wrong_key_at_another_host_names_that_server(server: ReplayServer) -> No
         ask(Client(api_key="sk-test", base_url=base, max_retries=0))
     assert "local server" in str(info.value)
     client = Client(api_key="sk-test", base_url="https://llm.example.org")
-    err = client._http_error(401, REJECTED.chunks[0], {})
+    err = client._http_error(httpx.Response(401, content=REJECTED.chunks[0]))
     assert "not a DashScope region host" in str(err) and "region" not in str(err).split(
         "not a DashScope")[0]
 

@@ -33,7 +33,7 @@ def test_one_line_per_request_without_prompt_or_key() -> None:
         with Client(api_key=KEY, base_url=url.group(1), max_retries=0) as client:
             result = collect(client.stream(request))
         compat = build([{"role": "user", "content": SECRET_PROMPT}], Options(), "openai")
-        with Client(api_key=KEY, base_url=url.group(1), protocol="openai") as client:
+        with Client(api_key=KEY, base_url=url.group(1)) as client:
             collect(client.stream(compat))
         try:
             with Client(api_key="sk-wrong", base_url=url.group(1), max_retries=0) as client:
