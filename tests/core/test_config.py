@@ -6,6 +6,7 @@ import pytest
 
 from qwen_ci.config import (
     REGION_HOSTS,
+    code_interpreter_refusal,
     model_info,
     normalize_base_url,
     resolve_base_url,
@@ -73,6 +74,10 @@ def test_environment_base_url_beats_region_and_argument_beats_environment(
 def test_model_table_picks_the_native_endpoint(model: str, endpoint: str) -> None:
     assert model_info(model).endpoint == endpoint
     question = [{"role": "user", "content": "2**10?"}]
+    if code_interpreter_refusal(model) is not None:  # refused before any request (#15)
+        with pytest.raises(InvalidRequestError, match="has no code interpreter"):
+            build(question, Options(model=model), "dashscope")
+        return
     native = build(question, Options(model=model), "dashscope")
     assert native.path == f"/api/v1/services/aigc/{endpoint}-generation/generation"
     compat = build(question, Options(model=model), "openai")
