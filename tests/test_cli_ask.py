@@ -107,3 +107,25 @@ def test_ask_starts_without_importing_the_frameworks() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_spinner_runs_from_the_services_run_start_to_the_code_panel() -> None:
+    """End to end: the emulator's stream makes the parser emit CodeStart; the terminal shows
+    the spinner from then until the run is final."""
+    from qwen_ci import Client, Options, build
+    from qwen_ci.emulator import Emulator
+
+    out = io.StringIO()
+    renderer = _Renderer(out, force_terminal=True)
+    kinds = []
+    with Emulator(pool_size=1) as emu, Client(api_key="sk", base_url=emu.base_url) as client:
+        request = build([{"role": "user", "content": "What is 2**100?"}], Options(),
+                        "dashscope")
+        for event in client.stream(request):
+            renderer.on_event(event)
+            kinds.append(type(event).__name__)
+    renderer.finish("dashscope")
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
+    assert kinds.index("CodeStart") < kinds.index("CodeRun")
+    assert plain.index("running code (run 1)...") < plain.index("code run 1")
+    assert "1267650600228229401496703205376" in plain
