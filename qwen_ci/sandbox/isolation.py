@@ -2,15 +2,20 @@
 
 With bubblewrap the kernel runs with no network (its own network namespace: Jupyter
 talks to it over unix sockets), its own PID namespace (killing the sandbox kills every
-process in it), a read-only view of the system and of the Python installation, private
-size-limited ``/workspace`` (the working directory and ``HOME``) and ``/tmp``, a clean
-environment and no capabilities; when the emulator runs as root the kernel runs as an
-unprivileged user id of its own. In every mode a small launcher applies the rlimits
-(memory, CPU, open files, file size, processes) before the kernel starts.
+process in it), a read-only view of ``/usr``, of the Python installation and of the few
+``/etc`` files Python needs (generated ``passwd``, ``group`` and ``hosts``), private
+size-limited ``/workspace`` (the working directory and ``HOME``), ``/tmp`` and
+``/dev/shm``, a clean environment, a seccomp filter (no new namespaces, only unix and IP
+sockets, see :mod:`qwen_ci.sandbox.seccomp`) and no capabilities, not even in its
+bounding set; when the server runs as root the kernel runs as an unprivileged user id of
+its own, with no supplementary groups. In every mode a small launcher applies the rlimits
+(memory, CPU, open files, file size, processes) before the kernel starts; a cgroup per
+sandbox (:mod:`qwen_ci.sandbox.cgroups`) bounds the whole sandbox where one can be made.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -20,12 +25,13 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from qwen_ci.sandbox.limits import Limits
+from qwen_ci.sandbox.seccomp import filter_fd, filter_program
 
 logger = logging.getLogger("qwen_ci.sandbox")
 
@@ -35,10 +41,8 @@ IsolationChoice = Literal["auto", "bwrap", "none"]
 WORKSPACE = "/workspace"
 """Working directory and ``HOME`` of the code under bubblewrap."""
 
-# Runs inside the sandbox with ``python -I -S -c``: apply the limits, drop root, exec
-# the kernel. Kept free of imports beyond the standard library's built-ins.
 LAUNCHER = """\
-import json, os, resource, sys
+import ctypes, json, os, resource, sys
 spec = json.loads(sys.argv[1])
 for name, (soft, hard) in spec["rlimits"].items():
     kind = getattr(resource, name)
@@ -46,6 +50,11 @@ for name, (soft, hard) in spec["rlimits"].items():
     if current != resource.RLIM_INFINITY:
         soft, hard = min(soft, current), min(hard, current)
     resource.setrlimit(kind, (soft, hard))
+libc = ctypes.CDLL(None, use_errno=True)
+if spec.get("pdeathsig"):
+    libc.prctl(1, 9, 0, 0, 0)
+for cap in range(64):
+    libc.prctl(24, cap, 0, 0, 0)
 uid = spec.get("uid")
 if uid is not None and os.getuid() == 0:
     os.setgroups([])
@@ -53,6 +62,9 @@ if uid is not None and os.getuid() == 0:
     os.setuid(uid)
 os.execv(sys.argv[2], sys.argv[2:])
 """
+"""Runs in the sandbox (``python -I -S -c``): applies the rlimits, empties the capability
+bounding set (``PR_CAPBSET_DROP``), drops root with no groups, and execs the kernel.
+Without bubblewrap it also asks for SIGKILL when the server dies (``PR_SET_PDEATHSIG``)."""
 
 _UID_BASE = 200_000
 _UID_SPAN = 60_000
@@ -81,6 +93,11 @@ class Isolation:
     bwrap: str | None = None
     supports_size: bool = False
     """This bubblewrap knows ``--size`` (0.7+): the private tmpfs mounts get a quota."""
+    seccomp: bool = False
+    """The seccomp filter is applied (x86-64 with bubblewrap)."""
+    explicit: bool = False
+    """rlimits only because ``isolation='none'`` was asked for (not because bubblewrap
+    failed)."""
 
     @property
     def warning(self) -> str | None:
@@ -89,12 +106,28 @@ class Isolation:
             return None
         text = (
             f"qwen-ci sandbox: bubblewrap isolation is not in effect ({self.reason}); code "
-            "runs with rlimits only: it can use the network and read and write files as "
-            "your user. Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)."
+            "runs with rlimits only: it can use the network, read and write files as "
+            "your user and read the server's memory and environment (its keys). Install "
+            "bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)."
         )
         if os.geteuid() == 0:
             text += " Running as root, the process limit (fork bombs) does not apply either."
         return text
+
+    def refusal(self, what: str) -> str | None:
+        """Why ``what`` (a server) must not start with this isolation, or None.
+
+        Fail closed: a server that runs other people's code starts only with working
+        bubblewrap, unless ``isolation='none'`` was given explicitly.
+        """
+        if self.mode == "bwrap" or self.explicit:
+            return None
+        return (
+            f"{what} refuses to start: the sandbox would not be isolated because "
+            f"{self.reason}. Code would run as this server's user and could read its keys. "
+            "Fix bubblewrap (see docs/SECURITY.md: 'Why bubblewrap fails'), or pass "
+            "--isolation none to run unisolated code on purpose."
+        )
 
 
 def _probe(bwrap: str) -> str | None:
@@ -130,7 +163,8 @@ def _detect_bwrap() -> Isolation:
         ).stdout.decode(errors="replace")
     except (OSError, subprocess.TimeoutExpired):
         usage = ""
-    found = Isolation("bwrap", "bubblewrap works", bwrap, supports_size="--size" in usage)
+    found = Isolation("bwrap", "bubblewrap works", bwrap, supports_size="--size" in usage,
+                      seccomp=filter_program() is not None)
     failure = _probe_python(found)
     if failure is not None:
         return Isolation("rlimits", failure)
@@ -139,16 +173,25 @@ def _detect_bwrap() -> Isolation:
 
 def _probe_python(isolation: Isolation) -> str | None:
     """Start the sandbox exactly as for a kernel, importing zmq instead of serving."""
-    with tempfile.TemporaryDirectory(prefix="qwen-ci-probe-") as run_dir:
-        os.chmod(run_dir, 0o755)
-        command = kernel_command(isolation, Limits(), connection_file="unused",
-                                 run_dir=run_dir, work_dir=run_dir)
-        argv = [*command.argv[:-4], "-c", "import zmq"]
-        try:
-            done = subprocess.run(argv, capture_output=True, timeout=60, check=False,
-                                  stdin=subprocess.DEVNULL, env=command.env, cwd=command.cwd)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"the sandboxed Python could not run: {exc}"
+    program = filter_program() if isolation.seccomp else None
+    fd = filter_fd(program) if program is not None else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="qwen-ci-probe-") as run_dir:
+            os.chmod(run_dir, 0o755)
+            write_etc(run_dir, os.getuid())
+            command = kernel_command(isolation, Limits(), connection_file="unused",
+                                     run_dir=run_dir, work_dir=run_dir, etc_dir=run_dir,
+                                     seccomp_fd=fd)
+            argv = [*command.argv[:-4], "-c", "import zmq"]
+            try:
+                done = subprocess.run(argv, capture_output=True, timeout=60, check=False,
+                                      stdin=subprocess.DEVNULL, env=command.env,
+                                      cwd=command.cwd, pass_fds=command.pass_fds)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                return f"the sandboxed Python could not run: {exc}"
+    finally:
+        if fd is not None:
+            os.close(fd)
     if done.returncode != 0:
         message = done.stderr.decode(errors="replace").strip()[-500:]
         return f"the sandboxed Python does not start: {message or done.returncode}"
@@ -161,7 +204,7 @@ def detect_isolation(choice: IsolationChoice | str = "auto") -> Isolation:
     Raises ``RuntimeError`` when ``bwrap`` is required and does not work.
     """
     if choice == "none":
-        return Isolation("rlimits", "isolation disabled (isolation='none')")
+        return Isolation("rlimits", "isolation disabled (isolation='none')", explicit=True)
     if choice not in ("auto", "bwrap"):
         raise ValueError(f"isolation={choice!r}; use 'auto', 'bwrap' or 'none'.")
     found = _detect_bwrap()
@@ -200,7 +243,39 @@ def _module_root(module: str) -> str | None:
     return os.path.dirname(os.path.dirname(os.path.realpath(spec.origin)))
 
 
-_SYSTEM = ("/usr", "/etc")
+_SYSTEM = ("/usr",)
+ETC_FILES = (
+    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "nsswitch.conf",
+    "host.conf", "gai.conf", "os-release", "mime.types", "alternatives", "debian_version",
+)
+"""The host ``/etc`` entries the sandbox sees (read-only), besides the generated
+``passwd``, ``group`` and ``hosts`` and Debian's ``/etc/python3*``: nothing secret, no
+service configuration."""
+GENERATED_ETC = ("passwd", "group", "hosts")
+
+
+def write_etc(directory: str, uid: int) -> None:
+    """The sandbox's ``passwd``, ``group`` and ``hosts``, written into ``directory``."""
+    os.makedirs(directory, exist_ok=True)
+    files = {
+        "passwd": f"root:x:0:0:root:/root:/usr/sbin/nologin\n"
+                  f"sandbox:x:{uid}:{uid}:sandbox:{WORKSPACE}:/usr/sbin/nologin\n"
+                  "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+        "group": f"root:x:0:\nsandbox:x:{uid}:\nnogroup:x:65534:\n",
+        "hosts": "127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost\n",
+    }
+    for name, text in files.items():
+        path = os.path.join(directory, name)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(path, 0o644)
+
+
+def _etc_entries() -> list[str]:
+    names = [n for n in ETC_FILES if os.path.lexists(os.path.join("/etc", n))]
+    with contextlib.suppress(OSError):
+        names += sorted(n for n in os.listdir("/etc") if n.startswith("python3"))
+    return [os.path.join("/etc", n) for n in names]
 _SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
 
@@ -304,9 +379,29 @@ def _tasks_of(uid: int) -> int:
     return count
 
 
+JOIN_CGROUP = (
+    'p=$$; while [ "$1" != -- ]; do echo "$p" > "$1" || exit 125; shift; done; '
+    'shift; exec "$@"'
+)
+"""``sh -c`` script: write its own pid to each ``cgroup.procs`` given, then exec the rest."""
+
+
+def in_cgroup(procs_files: Sequence[str], argv: list[str]) -> list[str]:
+    """``argv`` started inside a cgroup: a shell joins it, then execs ``argv``.
+
+    Example:
+        >>> in_cgroup(["/cg/cgroup.procs"], ["bwrap", "true"])[-4:]
+        ['/cg/cgroup.procs', '--', 'bwrap', 'true']
+    """
+    if not procs_files:
+        return argv
+    return ["/bin/sh", "-c", JOIN_CGROUP, "sh", *procs_files, "--", *argv]
+
+
 @dataclass(frozen=True, slots=True)
 class KernelCommand:
-    """How to start one kernel: argv, environment, working directory, sandbox uid.
+    """How to start one kernel: argv, environment, working directory, sandbox uid, and the
+    file descriptors the child must inherit (the seccomp filter).
 
     Example:
         >>> from qwen_ci.sandbox import Limits, detect_isolation
@@ -322,6 +417,7 @@ class KernelCommand:
     env: dict[str, str]
     cwd: str
     uid: int | None
+    pass_fds: tuple[int, ...] = ()
 
 
 def kernel_command(
@@ -332,23 +428,29 @@ def kernel_command(
     run_dir: str,
     work_dir: str,
     python: str | None = None,
+    etc_dir: str | None = None,
+    seccomp_fd: int | None = None,
+    cgroup_procs: Sequence[str] = (),
 ) -> KernelCommand:
     """The command that starts an isolated ``ipykernel`` reading ``connection_file``.
 
     ``run_dir`` holds the connection file and the kernel's unix sockets; it is bound
     into the sandbox at the same path. ``work_dir`` is the host working directory used
-    in rlimits-only mode.
+    in rlimits-only mode. ``etc_dir`` holds the generated ``passwd``, ``group`` and
+    ``hosts`` (:func:`write_etc`); ``seccomp_fd`` the filter for ``bwrap --seccomp``;
+    ``cgroup_procs`` the ``cgroup.procs`` files of the sandbox's cgroup.
     """
     python = python or sys.executable
     kernel = [python, "-m", "ipykernel_launcher", "-f", connection_file]
     venv_bin = os.path.dirname(python)
     if isolation.mode != "bwrap":
-        spec: dict[str, Any] = {"rlimits": rlimits(limits, count_existing=True), "uid": None}
+        spec: dict[str, Any] = {"rlimits": rlimits(limits, count_existing=True), "uid": None,
+                                "pdeathsig": True}
         argv = [python, "-I", "-S", "-c", LAUNCHER, json.dumps(spec), *kernel]
+        # no PID namespace here: the launcher asks for SIGKILL when the server dies (the
+        # server's pid is not handed to the code: no JPY_PARENT_PID)
         env = sandbox_env(work_dir, venv_bin)
-        # no PID namespace here: ipykernel exits by itself if the emulator dies
-        env["JPY_PARENT_PID"] = str(os.getpid())
-        return KernelCommand(argv, env, work_dir, None)
+        return KernelCommand(in_cgroup(cgroup_procs, argv), env, work_dir, None)
     root = os.geteuid() == 0
     uid = _next_uid() if root else None
     spec = {"rlimits": rlimits(limits, count_existing=False), "uid": uid}
@@ -357,10 +459,16 @@ def kernel_command(
             "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
             "--hostname", "sandbox"]
     if root:
-        # only the launcher's setuid/setgid survive, and they vanish with the uid change
-        args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        # the launcher empties the bounding set (SETPCAP), then changes uid (SETUID,
+        # SETGID): all three vanish with the uid change
+        args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+                 "--cap-add", "CAP_SETPCAP"]
     else:
         args += ["--unshare-user", "--cap-drop", "ALL"]
+    pass_fds: tuple[int, ...] = ()
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
+        pass_fds = (seccomp_fd,)
     binds = _Binds()
     for path in _SYSTEM:
         if os.path.isdir(path):
@@ -370,10 +478,16 @@ def kernel_command(
             binds.args += ["--symlink", os.readlink(link), link]
         elif os.path.isdir(link):
             binds.add("--ro-bind", link, link)
+    for entry in _etc_entries():
+        binds.add("--ro-bind", entry, entry)
+    if etc_dir is not None:
+        for name in GENERATED_ETC:
+            binds.add("--ro-bind", os.path.join(etc_dir, name), f"/etc/{name}")
     binds.mount("--proc", "/proc")
     binds.mount("--dev", "/dev")
-    size = ["--size", str(limits.disk)] if isolation.supports_size else []
     for mount in ("/tmp", WORKSPACE, "/dev/shm"):
+        quota = limits.disk if mount != "/dev/shm" else min(limits.disk, 64 << 20)
+        size = ["--size", str(quota)] if isolation.supports_size else []
         binds.mount("--perms", "1777", *size, "--tmpfs", mount)
     # after /tmp: an environment or a run directory under /tmp stays visible
     for path in python_roots():
@@ -384,4 +498,5 @@ def kernel_command(
     for key, value in sandbox_env(WORKSPACE, venv_bin).items():
         args += ["--setenv", key, value]
     argv = [*args, "--", python, "-I", "-S", "-c", LAUNCHER, json.dumps(spec), *kernel]
-    return KernelCommand(argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, run_dir, uid)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    return KernelCommand(in_cgroup(cgroup_procs, argv), env, run_dir, uid, pass_fds)

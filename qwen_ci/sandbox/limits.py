@@ -34,7 +34,9 @@ class Limits:
     """Wall-clock seconds per run; then the run is interrupted, and the kernel is killed
     and replaced if the interrupt does not stop it within ``interrupt_grace``."""
     memory: int = 2 << 30
-    """Bytes of address space of each process (``RLIMIT_AS``)."""
+    """Bytes of memory of the whole sandbox: every process and its tmpfs mounts, when it
+    has a cgroup; otherwise (no cgroup here) the address space of each process
+    (``RLIMIT_AS``, also applied with a cgroup so that one process gets a MemoryError)."""
     cpu: int = 120
     """CPU seconds of the kernel over its whole life, one request (``RLIMIT_CPU``)."""
     open_files: int = 256
@@ -42,11 +44,23 @@ class Limits:
     file_size: int = 64 << 20
     """Largest file a process may write, in bytes (``RLIMIT_FSIZE``)."""
     processes: int = 128
-    """Processes and threads of the sandbox user (``RLIMIT_NPROC``): stops fork bombs."""
+    """Processes and threads of the sandbox (its cgroup's ``pids.max``, and
+    ``RLIMIT_NPROC`` of the sandbox user): stops fork bombs."""
+    cpus: float = 1.0
+    """CPUs the sandbox may use at once (its cgroup's CPU quota)."""
     disk: int = 256 << 20
-    """Size of the private ``/workspace`` and ``/tmp`` (bubblewrap only)."""
+    """Size of the private ``/workspace`` and ``/tmp`` each (bubblewrap only); their pages
+    count against ``memory`` when the sandbox has a cgroup."""
     output: int = 20_000
     """Characters kept of stdout, of stderr and of the result each (head and tail)."""
+    message_bytes: int = 8 << 20
+    """Largest message the kernel may send (one flush of output, one result); a larger
+    one disconnects the kernel, which is then replaced."""
+    run_output_bytes: int = 32 << 20
+    """Bytes of messages one run may send; beyond, the kernel is stopped and replaced."""
+    request_output_bytes: int = 128 << 20
+    """Bytes of messages the kernels of one request may send in all (also what is
+    drained between runs); beyond, no more code runs for the request."""
     interrupt_grace: float = 2.0
     """Seconds an interrupted run gets to stop before the kernel is killed."""
     startup_timeout: float = 60.0
@@ -56,10 +70,13 @@ class Limits:
         for name in ("timeout", "interrupt_grace", "startup_timeout"):
             if not getattr(self, name) > 0:
                 raise InvalidRequestError(f"Limits.{name} must be positive.")
-        for name in ("memory", "cpu", "open_files", "file_size", "processes", "disk"):
+        for name in ("memory", "cpu", "open_files", "file_size", "processes", "disk",
+                     "message_bytes", "run_output_bytes", "request_output_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise InvalidRequestError(f"Limits.{name} must be a positive integer.")
+        if not 0.01 <= self.cpus <= 1024:
+            raise InvalidRequestError("Limits.cpus must be between 0.01 and 1024.")
         if self.output < 200:
             raise InvalidRequestError("Limits.output must be at least 200 characters.")
 
