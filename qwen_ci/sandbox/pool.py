@@ -223,7 +223,13 @@ class SandboxSession:
     def __init__(self, pool: KernelPool) -> None:
         self._pool = pool
         self._kernel: Kernel | None = None
+        self._spent = 0  # output bytes of this session's earlier kernels
         self.runs = 0
+
+    @property
+    def output_bytes(self) -> int:
+        """Bytes the kernels of this request sent so far (runs and in between)."""
+        return self._spent + (self._kernel.received if self._kernel is not None else 0)
 
     @property
     def kernel(self) -> Kernel | None:
@@ -231,13 +237,21 @@ class SandboxSession:
         return self._kernel
 
     async def run(self, code: str, time_limit: float | None = None) -> ExecutionResult:
-        """Execute ``code`` in this request's kernel."""
+        """Execute ``code`` in this request's kernel (refused once the request's kernels
+        sent ``limits.request_output_bytes``)."""
+        budget = self._pool.limits.request_output_bytes
+        if self.output_bytes > budget:
+            self.close()
+            return ExecutionResult(
+                "error", error=f"OutputLimitError: this request's code already sent more "
+                f"than {budget >> 20} MiB of output; no more code runs for it.")
         if self._kernel is None:
             self._kernel = await self._pool.acquire()
         self.runs += 1
         result = await self._kernel.execute(code, time_limit)
         if result.reset or not self._kernel.alive:
             self._pool.release(self._kernel)
+            self._spent += self._kernel.received
             self._kernel = None
         return result
 
@@ -245,6 +259,7 @@ class SandboxSession:
         """Kill the kernel (synchronous: safe in ``finally`` of a cancelled task)."""
         if self._kernel is not None:
             self._pool.release(self._kernel)
+            self._spent += self._kernel.received
             self._kernel = None
 
     async def __aenter__(self) -> SandboxSession:

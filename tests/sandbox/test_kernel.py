@@ -106,3 +106,44 @@ async def test_bwrap_sandbox_has_no_capabilities_secrets_or_host_files(
         result = await kernel.execute(code)
     assert result.stdout.split() == [
         "0000000000000000", "0000000000000000", "True", "False", "/workspace", "True", "False"]
+
+
+
+UNFORMATTABLE = (
+    "class Unformattable(Exception):\n"
+    "    def _render_traceback_(self):\n"
+    "        raise OSError(24, 'Too many open files')\n"
+)
+
+
+async def test_an_exception_ipython_cannot_format_is_still_an_error(kernel: Kernel) -> None:
+    """#11 item 4: when IPython cannot format an exception (as when the run exhausted the
+    open files) IOPub carries no error message; only the execute_reply says the run
+    failed (it came back 'ok' with empty output). 50 times in a row."""
+    await kernel.execute(UNFORMATTABLE)
+    for index in range(50):
+        failed = await kernel.execute(f"raise Unformattable('run {index}')")
+        assert (failed.status, failed.error) == ("error", f"Unformattable: run {index}")
+
+
+@pytest.mark.timeout(240)
+async def test_runs_exhausting_files_memory_or_recursion_report_the_error() -> None:
+    """Runs that fail by exhausting open files, memory or the recursion limit report
+    their error, 50 times in a row each."""
+    limits = Limits(timeout=10, interrupt_grace=2, memory=512 << 20, open_files=128,
+                    output=2_000)
+    codes = {
+        "OSError": "handles = [open('/dev/null') for _ in range(500)]",
+        "MemoryError": "blocks = [bytearray(64 << 20) for _ in range(100)]",
+        "RecursionError": "def deep(n):\n    return deep(n + 1)\ndeep(0)",
+    }
+    async with Kernel(limits) as kernel:
+        # short tracebacks, quickly formatted: 150 failing runs stay fast
+        await kernel.execute("import sys\nsys.setrecursionlimit(150)\n"
+                             "get_ipython().run_line_magic('xmode', 'Minimal')")
+        for _ in range(50):
+            for name, code in codes.items():
+                failed = await kernel.execute(code)
+                assert failed.status == "error" and failed.error.startswith(name), failed
+        assert (await kernel.execute("print('alive')")).stdout == "alive\n"
+    assert wait_no_descendants() == set()
