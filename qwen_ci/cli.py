@@ -153,6 +153,18 @@ def _serve_parser(sub: Any) -> None:
                      help="largest request body in MiB")
     srv.add_argument("--graceful-timeout", type=int, default=30,
                      help="on SIGTERM, seconds in-flight requests get to finish")
+    srv.add_argument("--max-buffered-mb", type=float, default=64.0,
+                     help="request body MiB held at once, all requests")
+    srv.add_argument("--body-timeout", type=float, default=30.0,
+                     help="seconds a client has to send its body")
+    srv.add_argument("--header-timeout", type=float, default=10.0,
+                     help="seconds a connection has to send its headers")
+    srv.add_argument("--max-connections", type=int, default=512,
+                     help="open connections at most; beyond: 503 and closed")
+    srv.add_argument("--request-timeout", type=float, default=600.0,
+                     help="seconds a request may run in all")
+    srv.add_argument("--public-health", action="store_true",
+                     help="/health details for anyone (default: only with the key)")
     srv.add_argument("--log-level", default="info",
                      choices=["critical", "error", "warning", "info", "debug"],
                      help="log level (info: one line per request)")
@@ -165,10 +177,13 @@ def _serve_parser(sub: Any) -> None:
     box.add_argument("--timeout", type=float, default=30.0,
                      help="wall-clock seconds per code run")
     box.add_argument("--memory-mb", type=int, default=2048,
-                     help="address space per sandbox process in MiB")
+                     help="memory of one request's sandbox in MiB: all its processes and "
+                          "files (per process without a cgroup)")
     box.add_argument("--cpu", type=int, default=120, help="CPU seconds per kernel")
+    box.add_argument("--cpus", type=float, default=1.0,
+                     help="CPUs one request's sandbox may use at once")
     box.add_argument("--isolation", choices=["auto", "bwrap", "none"], default="auto",
-                     help="sandbox isolation (auto: bubblewrap when it works)")
+                     help="bubblewrap is required unless 'none' (unisolated, on purpose)")
 
 
 # ---------------------------------------------------------------------- emulator
@@ -179,7 +194,7 @@ def _emulator(args: argparse.Namespace) -> int:
         import uvicorn  # noqa: F401
 
         from qwen_ci.emulator.app import EmulatorConfig, create_app
-        from qwen_ci.emulator.server import bind_socket, uvicorn_server
+        from qwen_ci.emulator.server import bind_socket, is_loopback, uvicorn_server
         from qwen_ci.sandbox import Limits, detect_isolation
     except ImportError as exc:
         print(f"qwen-ci emulator needs the emulator extra ({exc.name} is missing): "
@@ -189,6 +204,12 @@ def _emulator(args: argparse.Namespace) -> int:
     try:
         limits = Limits(timeout=args.timeout, memory=args.memory_mb << 20, cpu=args.cpu)
         isolation = detect_isolation(args.isolation)
+        # fail closed: reachable from other machines, the sandbox must be isolated
+        refusal = None if is_loopback(args.host) else isolation.refusal(
+            f"qwen-ci emulator on {args.host}")
+        if refusal is not None:
+            print(refusal, file=sys.stderr)
+            return 2
         config = EmulatorConfig(
             api_key=args.api_key, script=args.script, pool_size=args.pool_size,
             limits=limits, isolation=args.isolation, frame_delay=args.frame_delay,

@@ -131,6 +131,10 @@ class EmulatorConfig:
     """Code runs per request at most."""
     extra_models: tuple[str, ...] = ()
     """Model names accepted besides the service's table (self-hosted mode)."""
+    faults: bool = True
+    """Honour the ``X-Emulator-Fault`` header (off in self-hosted mode)."""
+    fail_closed: bool = False
+    """Refuse to start without working bubblewrap unless ``isolation='none'``."""
 
     def build_model(self) -> Model:
         """The model this configuration asks for."""
@@ -287,7 +291,7 @@ class _Handlers:
         stream = _is_sse(request)
         try:
             _check_key(request, self.config.api_key)
-            faults = parse_faults(request.headers.get(HEADER))
+            faults = parse_faults(request.headers.get(HEADER) if self.config.faults else None)
             if faults.before is not None:
                 raise faults.before
             body = load_body(await _read_body(request, self.config.max_body_bytes),
@@ -386,7 +390,7 @@ class _Handlers:
         request_id = new_request_id()
         try:
             _check_key(request, self.config.api_key)
-            faults = parse_faults(request.headers.get(HEADER))
+            faults = parse_faults(request.headers.get(HEADER) if self.config.faults else None)
             if faults.before is not None:
                 raise faults.before
             raw = await _read_body(request, self.config.max_body_bytes)
@@ -470,7 +474,8 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pool = KernelPool(config.pool_size, config.limits, config.isolation)
+        pool = KernelPool(config.pool_size, config.limits, config.isolation,
+                          fail_closed=config.fail_closed)
         await pool.start()
         handlers.pool = pool
         handlers.engine = Engine(handlers.model, pool, frame_delay=config.frame_delay,

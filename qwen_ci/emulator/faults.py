@@ -10,7 +10,10 @@ Comma-separated items:
   ``[DONE]`` (compatible mode);
 - ``error-after=N``: after N frames send a mid-stream error (native ``event:error`` with
   ``:HTTP_STATUS/500``; compatible ``data: {"error": ...}``), then close;
-- ``slow=MS``: wait MS milliseconds before every frame.
+- ``slow=MS``: wait MS milliseconds before every frame (at most ``MAX_SLOW_MS``).
+
+``qwen-ci serve`` ignores the header (``EmulatorConfig.faults``): it is a test tool, and
+it would let any client hold a request slot.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from qwen_ci.emulator.wire import (
 )
 
 HEADER = "X-Emulator-Fault"
+MAX_SLOW_MS = 5000
+"""The longest ``slow`` delay per frame a request may ask for."""
 
 _BEFORE: dict[str, ServiceError] = {
     "rate-limit": RATE_LIMIT,
@@ -87,7 +92,11 @@ def parse_faults(header: str | None) -> Faults:
         elif name == "error-after":
             error_after = _count(name, value)
         elif name == "slow":
-            slow = _count(name, value) / 1000
+            millis = _count(name, value)
+            if millis > MAX_SLOW_MS:
+                raise emulator_invalid(f"{HEADER}: slow={millis} is too slow; use at most "
+                                       f"slow={MAX_SLOW_MS}.")
+            slow = millis / 1000
         else:
             known = ", ".join([*_BEFORE, "cut-after=N", "error-after=N", "slow=MS"])
             raise emulator_invalid(f"unknown fault {item.strip()!r} in {HEADER}; use {known}.")

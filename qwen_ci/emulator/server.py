@@ -1,8 +1,17 @@
-"""Running the emulator: in a background thread (tests, demos) or in the foreground."""
+"""Running the emulator: in a background thread (tests, demos) or in the foreground.
+
+The connections are guarded below ASGI (:func:`guarded_http`): a client gets
+``header_timeout`` seconds to send a request's headers (slowloris), and beyond
+``max_connections`` open connections a new one is answered 503 and closed at once, so
+idle connections cannot exhaust the server's file descriptors.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import json
+import resource
 import socket
 import threading
 import time
@@ -12,6 +21,7 @@ from typing import Any, TypeVar
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from qwen_ci.emulator.app import EmulatorConfig, create_app
 from qwen_ci.emulator.model import Model
@@ -38,11 +48,106 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (``127.0.0.1``, ``::1``,
+    ``localhost``).
+
+    Example:
+        >>> is_loopback("127.0.0.1"), is_loopback("0.0.0.0"), is_loopback("localhost")
+        (True, False, True)
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _refusal(limit: int) -> bytes:
+    body = json.dumps({
+        "code": "Throttling", "request_id": "",
+        "message": f"Requests throttling triggered. The server already has {limit} open "
+                   "connections; retry later.",
+    }).encode()
+    head = (f"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nretry-after: 1\r\nconnection: close\r\n\r\n")
+    return head.encode() + body
+
+
+def guarded_http(header_timeout: float = 10.0, max_connections: int = 512) -> type[Any]:
+    """uvicorn's HTTP protocol with a header timeout and a connection limit.
+
+    A connection waiting for a request's headers longer than ``header_timeout`` seconds
+    (a slowloris, or an idle connection) is closed; a connection beyond
+    ``max_connections`` gets a 503 and is closed before any byte is read.
+
+    Example:
+        >>> guarded_http(5, 100).__name__
+        'GuardedHTTP'
+    """
+    if header_timeout <= 0 or max_connections < 1:
+        raise ValueError("header_timeout must be positive and max_connections >= 1")
+    base: Any = AutoHTTPProtocol
+
+    class GuardedHTTP(base):  # type: ignore[misc]
+        _waiting_since: float | None = None
+        _timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            if len(self.server_state.connections) >= max_connections:
+                transport.write(_refusal(max_connections))
+                transport.close()
+                return
+            super().connection_made(transport)
+            self._waiting_since = self.loop.time()
+            self._schedule()
+
+        def _schedule(self) -> None:
+            self._timer = self.loop.call_later(max(0.05, header_timeout / 4), self._check)
+
+        def _check(self) -> None:
+            transport = getattr(self, "transport", None)
+            if transport is None or transport.is_closing():
+                return
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                self._waiting_since = None  # a request is being served
+            elif self._waiting_since is None:
+                self._waiting_since = self.loop.time()
+            elif self.loop.time() - self._waiting_since >= header_timeout:
+                transport.close()  # no request headers in time
+                return
+            self._schedule()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+            if getattr(self, "transport", None) is None:
+                return  # refused in connection_made
+            super().connection_lost(exc)
+
+    return GuardedHTTP
+
+
+def raise_open_files(wanted: int) -> int:
+    """Raise this process's soft ``RLIMIT_NOFILE`` towards ``wanted`` (up to the hard
+    limit); the soft limit now in effect."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
+
+
 def uvicorn_server(
-    app: Starlette, log_level: str = "warning", graceful_timeout: int = 3
+    app: Starlette, log_level: str = "warning", graceful_timeout: int = 3, *,
+    header_timeout: float = 10.0, max_connections: int = 512,
 ) -> uvicorn.Server:
     """A uvicorn server for the emulator app (no access log, short graceful shutdown:
-    in-flight requests get ``graceful_timeout`` seconds to finish, then are cancelled)."""
+    in-flight requests get ``graceful_timeout`` seconds to finish, then are cancelled;
+    connections guarded by :func:`guarded_http`)."""
     config = uvicorn.Config(
         app,
         log_level=log_level,
@@ -50,6 +155,7 @@ def uvicorn_server(
         lifespan="on",
         timeout_graceful_shutdown=graceful_timeout,
         ws="none",
+        http=guarded_http(header_timeout, max_connections),
     )
     return uvicorn.Server(config)
 
@@ -82,6 +188,8 @@ class Emulator:
         max_runs: int = 8,
         max_body_bytes: int = MAX_BODY_BYTES,
         log_level: str = "warning",
+        header_timeout: float = 10.0,
+        max_connections: int = 512,
     ) -> None:
         self.config = EmulatorConfig(
             api_key=api_key,
@@ -93,10 +201,13 @@ class Emulator:
             frame_delay=frame_delay,
             max_runs=max_runs,
             max_body_bytes=max_body_bytes,
+            fail_closed=not is_loopback(host),
         )
         self.host = host
         self.port = port
         self.log_level = log_level
+        self.header_timeout = header_timeout
+        self.max_connections = max_connections
         self.graceful_timeout = 3
         """Seconds in-flight requests get to finish on :meth:`stop`."""
         self.app = create_app(self.config)
@@ -126,7 +237,9 @@ class Emulator:
             raise RuntimeError("The emulator was already started.")
         sock = bind_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
-        server = uvicorn_server(self.app, self.log_level, self.graceful_timeout)
+        server = uvicorn_server(self.app, self.log_level, self.graceful_timeout,
+                                header_timeout=self.header_timeout,
+                                max_connections=self.max_connections)
         self._server = server
 
         async def main() -> None:

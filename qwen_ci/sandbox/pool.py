@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import logging
 
+from qwen_ci.sandbox.cgroups import cgroup_support
 from qwen_ci.sandbox.isolation import Isolation, IsolationChoice, detect_isolation
 from qwen_ci.sandbox.kernel import Kernel, SandboxError
 from qwen_ci.sandbox.limits import ExecutionResult, Limits
@@ -44,12 +45,15 @@ class KernelPool:
         *,
         max_kernels: int = 16,
         python: str | None = None,
+        fail_closed: bool = False,
     ) -> None:
         if size < 0 or max_kernels < 1:
             raise ValueError("size must be >= 0 and max_kernels >= 1.")
         self.size = size
         self.limits = limits or Limits()
         self.max_kernels = max_kernels
+        self.fail_closed = fail_closed
+        """Refuse to start without working bubblewrap unless isolation='none' was asked."""
         self._choice = isolation
         self._python = python
         self.isolation: Isolation | None = isolation if isinstance(isolation, Isolation) else None
@@ -74,8 +78,17 @@ class KernelPool:
         if self.isolation is None:
             choice = self._choice if isinstance(self._choice, str) else "auto"
             self.isolation = await asyncio.to_thread(detect_isolation, choice)
+        refusal = self.isolation.refusal("The sandbox") if self.fail_closed else None
+        if refusal is not None:
+            raise SandboxError(refusal)
         if self.isolation.warning:
             logger.warning(self.isolation.warning)
+        support = await asyncio.to_thread(cgroup_support)
+        if not support.available:
+            logger.warning(
+                "qwen-ci sandbox: no cgroup per sandbox (%s): memory is limited per process "
+                "(RLIMIT_AS), so a request's processes together and its tmpfs files can use "
+                "more than Limits.memory; see docs/SECURITY.md.", support.reason)
         self._ready = asyncio.Queue()
         self._slots = asyncio.Semaphore(self.max_kernels)
         self._refill()

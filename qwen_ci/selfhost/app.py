@@ -15,7 +15,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from qwen_ci.emulator.app import EmulatorConfig, create_app
-from qwen_ci.emulator.server import Emulator, bind_socket
+from qwen_ci.emulator.server import Emulator, bind_socket, guarded_http, raise_open_files
 from qwen_ci.sandbox import Limits
 from qwen_ci.sandbox.isolation import IsolationChoice
 from qwen_ci.selfhost.gate import Gate
@@ -46,6 +46,20 @@ class ServeConfig:
     queue_timeout: float = 60.0
     """Seconds a request waits in the queue before 429 ``Throttling``."""
     max_body_bytes: int = 8 << 20
+    max_buffered_bytes: int = 64 << 20
+    """Bytes of request bodies held at once, all requests together; beyond, 429."""
+    body_timeout: float = 30.0
+    """Seconds a client has to send its whole body; then 408."""
+    header_timeout: float = 10.0
+    """Seconds a connection has to send a request's headers; then it is closed."""
+    max_connections: int = 512
+    """Open connections at most; a new one beyond gets 503 and is closed."""
+    request_timeout: float = 600.0
+    """Seconds a request may run (all rounds and code runs); then it ends with an error
+    and its sandbox is killed."""
+    public_health: bool = False
+    """``/health`` details (model, sandbox, load) for anyone; by default only for
+    clients with the key (others get ``{"status": "ok"}``)."""
     pool_size: int = 2
     """Warm sandbox kernels."""
     limits: Limits = field(default_factory=Limits)
@@ -77,7 +91,7 @@ def create_serve_app(config: ServeConfig, model: UpstreamModel | None = None) ->
     app = create_app(EmulatorConfig(
         api_key=config.api_key, model=model, pool_size=config.pool_size, limits=config.limits,
         isolation=config.isolation, frame_delay=0.0, max_runs=config.max_rounds,
-        extra_models=(config.upstream.model,),
+        extra_models=(config.upstream.model,), faults=False, fail_closed=True,
     ))
 
     def health() -> dict[str, Any]:
@@ -88,7 +102,11 @@ def create_serve_app(config: ServeConfig, model: UpstreamModel | None = None) ->
 
     app.add_middleware(Gate, max_concurrency=config.max_concurrency, max_queue=config.max_queue,
                        queue_timeout=config.queue_timeout,
-                       max_body_bytes=config.max_body_bytes, health=health)
+                       max_body_bytes=config.max_body_bytes, health=health,
+                       api_key=config.api_key, max_buffered_bytes=config.max_buffered_bytes,
+                       body_timeout=config.body_timeout,
+                       request_timeout=config.request_timeout,
+                       public_health=config.public_health)
     app.state.model = model
     return app
 
@@ -112,7 +130,8 @@ class SelfHost(Emulator):
         super().__init__(host=host, port=port, api_key=config.api_key,
                          pool_size=config.pool_size, limits=config.limits,
                          isolation=config.isolation, max_runs=config.max_rounds,
-                         log_level=log_level)
+                         log_level=log_level, header_timeout=config.header_timeout,
+                         max_connections=config.max_connections)
         self.serve_config = config
         self.graceful_timeout = config.graceful_timeout
         self.app = create_serve_app(config)
@@ -134,9 +153,12 @@ def serve(config: ServeConfig, sock: socket.socket, log_level: str = "info") -> 
     """Serve in the foreground on ``sock`` until SIGINT/SIGTERM, then shut down
     gracefully (in-flight requests get ``config.graceful_timeout`` seconds)."""
     app = create_serve_app(config)
+    # room for every allowed connection plus the sandboxes' own descriptors
+    raise_open_files(config.max_connections + 64 * config.max_concurrency + 256)
     server = uvicorn.Server(uvicorn.Config(
         app, log_level=log_level, log_config=None, access_log=False, lifespan="on",
         timeout_graceful_shutdown=config.graceful_timeout, ws="none",
+        http=guarded_http(config.header_timeout, config.max_connections),
     ))
     host, port = sock.getsockname()[:2]
     logger.info("serving", extra={"fields": {

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from qwen_ci.config import API_KEY_ENV, BASE_URL_ENV
 from qwen_ci.sandbox import Limits, detect_isolation
+from qwen_ci.sandbox.cgroups import cgroup_support
 from qwen_ci.selfhost.app import ServeConfig, bind_socket, serve
 from qwen_ci.selfhost.logs import configure_logging
 from qwen_ci.selfhost.upstream import INSTRUCTIONS, UpstreamConfig, safe_url
@@ -57,6 +58,13 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
             raise UsageError(f"--{name.replace('_', '-')} is too small.")
     if args.max_queue < 0 or args.max_body_mb <= 0:
         raise UsageError("--max-queue must be >= 0 and --max-body-mb > 0.")
+    if args.max_buffered_mb < args.max_body_mb:
+        raise UsageError("--max-buffered-mb must be at least --max-body-mb.")
+    for name in ("body_timeout", "header_timeout", "request_timeout"):
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive.")
+    if args.max_connections < args.max_concurrency + args.max_queue:
+        raise UsageError("--max-connections must be at least --max-concurrency + --max-queue.")
     try:
         upstream = UpstreamConfig(
             args.upstream_base_url, args.upstream_model,
@@ -64,7 +72,8 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
             timeout=args.upstream_timeout, max_retries=args.upstream_max_retries,
             extra_body=extra, echo_reasoning=not args.no_echo_reasoning,
         )
-        limits = Limits(timeout=args.timeout, memory=args.memory_mb << 20, cpu=args.cpu)
+        limits = Limits(timeout=args.timeout, memory=args.memory_mb << 20, cpu=args.cpu,
+                        cpus=args.cpus)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return ServeConfig(
@@ -72,7 +81,11 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         api_key=args.api_key or _env_secret(args.api_key_env, "--api-key-env"),
         max_rounds=args.max_rounds, max_concurrency=args.max_concurrency,
         max_queue=args.max_queue, queue_timeout=args.queue_timeout,
-        max_body_bytes=int(args.max_body_mb * (1 << 20)), pool_size=args.pool_size,
+        max_body_bytes=int(args.max_body_mb * (1 << 20)),
+        max_buffered_bytes=int(args.max_buffered_mb * (1 << 20)),
+        body_timeout=args.body_timeout, header_timeout=args.header_timeout,
+        max_connections=args.max_connections, request_timeout=args.request_timeout,
+        public_health=args.public_health, pool_size=args.pool_size,
         limits=limits, isolation=args.isolation, graceful_timeout=args.graceful_timeout,
         instructions=instructions, log_content=args.log_content,
     )
@@ -102,6 +115,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         isolation = detect_isolation(args.isolation)
+        # fail closed: no unisolated sandbox unless --isolation none was given
+        refusal = isolation.refusal("qwen-ci serve")
+        if refusal is not None:
+            print(refusal, file=sys.stderr)
+            return 2
     except (UsageError, RuntimeError, OSError) as exc:
         print(f"qwen-ci serve: {exc}", file=sys.stderr)
         return 2
@@ -122,8 +140,14 @@ def run(args: argparse.Namespace) -> int:
     port = sock.getsockname()[1]
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{port}"
+    cgroups = cgroup_support()
+    resources = "a cgroup per request" if cgroups.available else (
+        f"rlimits per process (no cgroup: {cgroups.reason})")
     print(f"qwen-ci serve on {url}  upstream: {config.upstream.model} at "
-          f"{safe_url(config.upstream.base_url)}  sandbox: {isolation.mode}", flush=True)
+          f"{safe_url(config.upstream.base_url)}  sandbox: {isolation.mode}, {resources}",
+          flush=True)
+    if isolation.mode != "bwrap":
+        print(f"  WARNING: {isolation.warning}", flush=True)
     key = "<your --api-key>" if config.api_key else "sk-local"
     print(f"  export {BASE_URL_ENV}={url} {API_KEY_ENV}={key}", flush=True)
     serve(config, sock, args.log_level)

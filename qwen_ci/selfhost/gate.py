@@ -1,16 +1,25 @@
 """What stands in front of the self-hosted server: an ASGI middleware.
 
-- a request body size limit (413);
+- the API key, checked from the headers before any byte of the body is read (401);
+- a request body size limit (413), a bound on the body bytes held at once for all
+  requests (429), and a body read timeout (408);
 - a bound on concurrent requests, with a bounded queue; beyond it, or after waiting
   ``queue_timeout`` seconds, 429 ``Throttling`` in the protocol's shape; a client that
   leaves while queued frees its place;
-- ``GET /health``: status, model, sandbox and load;
+- a deadline per request (``request_timeout``): then the request ends with a 504 or, once
+  streaming, an error frame, and its sandbox is killed;
+- ``GET /health``: ``{"status": "ok"}`` for anyone; model, sandbox and load only with the
+  key (or for anyone with ``public_health``);
 - one structured access log line per request (no prompts, no keys).
+
+Connections themselves (header timeout, connection limit) are guarded below ASGI, in
+:func:`qwen_ci.emulator.server.guarded_http`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -21,7 +30,13 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qwen_ci.config import COMPATIBLE_PATH
-from qwen_ci.emulator.wire import ServiceError, compat_status, new_request_id
+from qwen_ci.emulator.wire import (
+    INVALID_API_KEY,
+    ServiceError,
+    compat_status,
+    native_event,
+    new_request_id,
+)
 from qwen_ci.selfhost.logs import RequestStats, bind_stats, unbind_stats
 
 access_logger = logging.getLogger("qwen_ci.selfhost.access")
@@ -37,6 +52,47 @@ def throttled(max_concurrency: int) -> ServiceError:
         "are busy; retry later.",
         "limit_requests", compat_type="limit_requests",
     )
+
+
+def too_many_bodies(limit: int) -> ServiceError:
+    """429: the bodies being read for all requests already hold ``limit`` bytes."""
+    return ServiceError(
+        429, "Throttling",
+        f"Requests throttling triggered. {SERVER_PREFIX}request bodies of {limit} bytes are "
+        "being received already; retry later.",
+        "limit_requests", compat_type="limit_requests",
+    )
+
+
+def body_timeout(seconds: float) -> ServiceError:
+    """408: the client did not send its body in time."""
+    return ServiceError(
+        408, "RequestTimeOut",
+        f"{SERVER_PREFIX}the request body was not received within {seconds:g} s.",
+        "request_timeout",
+    )
+
+
+def deadline_passed(seconds: float) -> ServiceError:
+    """504: the request ran longer than the server allows."""
+    return ServiceError(
+        504, "RequestTimeOut",
+        f"{SERVER_PREFIX}the request ran longer than {seconds:g} s and was stopped.",
+        "request_timeout", compat_type="timeout",
+    )
+
+
+def bearer_matches(headers: list[tuple[bytes, bytes]], api_key: str | None) -> bool:
+    """True when ``Authorization: Bearer <api_key>`` is among ``headers`` (or no key is
+    required); compared in constant time."""
+    if api_key is None:
+        return True
+    sent = b""
+    for key, value in headers:
+        if key.lower() == b"authorization":
+            sent = value
+    token = sent[7:].strip() if sent[:7].lower() == b"bearer " else b""
+    return hmac.compare_digest(token, api_key.encode())
 
 
 def too_large(limit: int) -> ServiceError:
@@ -81,12 +137,13 @@ class _Access:
 
 
 class Gate:
-    """ASGI middleware: body limit, concurrency bound with a queue, /health, access log.
+    """ASGI middleware: key before body, body limits, concurrency bound with a queue,
+    request deadline, /health, access log.
 
     Example:
         >>> from starlette.applications import Starlette
         >>> app = Starlette()
-        >>> app.add_middleware(Gate, max_concurrency=4, max_queue=8)
+        >>> app.add_middleware(Gate, max_concurrency=4, max_queue=8, api_key="sk-team")
     """
 
     def __init__(
@@ -98,17 +155,31 @@ class Gate:
         queue_timeout: float = 60.0,
         max_body_bytes: int = 8 << 20,
         health: Callable[[], dict[str, Any]] | None = None,
+        api_key: str | None = None,
+        max_buffered_bytes: int = 64 << 20,
+        body_timeout: float = 30.0,
+        request_timeout: float = 600.0,
+        public_health: bool = False,
     ) -> None:
         if max_concurrency < 1 or max_queue < 0 or max_body_bytes < 1:
             raise ValueError("max_concurrency and max_body_bytes must be >= 1, max_queue >= 0")
+        if max_buffered_bytes < max_body_bytes or body_timeout <= 0 or request_timeout <= 0:
+            raise ValueError("max_buffered_bytes must be >= max_body_bytes; timeouts positive")
         self.app = app
         self.max_concurrency = max_concurrency
         self.max_queue = max_queue
         self.queue_timeout = queue_timeout
         self.max_body_bytes = max_body_bytes
+        self.max_buffered_bytes = max_buffered_bytes
+        self.body_timeout = body_timeout
+        self.request_timeout = request_timeout
         self.health = health
+        self.api_key = api_key
+        self.public_health = public_health
         self.active = 0
         self.queued = 0
+        self.buffered = 0
+        """Bytes of request bodies held right now (read, or read and waiting)."""
         self._slots: asyncio.Semaphore | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -116,7 +187,7 @@ class Gate:
             await self.app(scope, receive, send)
             return
         if scope["path"] == "/health" and scope["method"] in ("GET", "HEAD"):
-            await self._health(send)
+            await self._health(send, bearer_matches(scope.get("headers", []), self.api_key))
             return
         if scope["method"] != "POST":
             await self.app(scope, receive, send)
@@ -136,9 +207,23 @@ class Gate:
             access.write()
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, access: _Access) -> None:
-        body = await self._body(scope, receive, send, access)
-        if body is None:
+        if not bearer_matches(scope.get("headers", []), self.api_key):
+            # before any byte of the body: a client without the key costs no memory
+            access.outcome = "unauthorized"
+            await self._error(scope, send, access, INVALID_API_KEY)
             return
+        held = [0]
+        try:
+            body = await self._body(scope, receive, send, access, held)
+            if body is None:
+                return
+            await self._admitted(scope, receive, send, access, body)
+        finally:
+            self.buffered -= held[0]
+
+    async def _admitted(
+        self, scope: Scope, receive: Receive, send: Send, access: _Access, body: bytes
+    ) -> None:
         queued = time.monotonic()
         admitted = await self._admit(receive)
         access.queue_ms = (time.monotonic() - queued) * 1000
@@ -172,15 +257,43 @@ class Gate:
             await send(message)
 
         try:
-            await self.app(scope, replay, tracked)
+            async with asyncio.timeout(self.request_timeout):
+                await self.app(scope, replay, tracked)
+        except TimeoutError:
+            access.outcome = "deadline"
+            await self._deadline(scope, send, access)
         finally:
             self.active -= 1
             self._slots.release()
 
+    async def _deadline(self, scope: Scope, send: Send, access: _Access) -> None:
+        """End a request that passed its deadline: an error response, or an error frame
+        when its stream already started."""
+        error = deadline_passed(self.request_timeout)
+        if access.status is None:
+            await self._error(scope, send, access, error)
+            return
+        if access.complete:
+            return
+        request_id = access.request_id or new_request_id()
+        if scope["path"] == COMPATIBLE_PATH:
+            frame = f"data: {json.dumps(error.compat_body(request_id))}\n\n".encode()
+        else:
+            frame = native_event(error.native_body(request_id), 0, status=error.status,
+                                 event="error")
+        try:
+            await send({"type": "http.response.body", "body": frame, "more_body": False})
+        except OSError:
+            return
+        access.complete = True
+
     async def _body(
-        self, scope: Scope, receive: Receive, send: Send, access: _Access
+        self, scope: Scope, receive: Receive, send: Send, access: _Access, held: list[int]
     ) -> bytes | None:
-        """The whole request body, or None when it was refused or the client left."""
+        """The whole request body, or None when it was refused or the client left.
+
+        ``held[0]`` counts the bytes this request adds to :attr:`buffered` (the caller
+        gives them back)."""
         for key, value in scope.get("headers", []):
             if key.lower() == b"content-length":
                 try:
@@ -193,8 +306,15 @@ class Gate:
                     return None
         parts: list[bytes] = []
         size = 0
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
         while True:
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                access.outcome = "body_timeout"
+                await self._error(scope, send, access, body_timeout(self.body_timeout))
+                return None
             if message["type"] == "http.disconnect":
                 access.outcome = "client_disconnected"
                 return None
@@ -204,6 +324,13 @@ class Gate:
                 access.outcome = "too_large"
                 await self._error(scope, send, access, too_large(self.max_body_bytes))
                 return None
+            if self.buffered + len(chunk) > self.max_buffered_bytes:
+                access.outcome = "throttled"
+                await self._error(scope, send, access,
+                                  too_many_bodies(self.max_buffered_bytes), {"retry-after": "1"})
+                return None
+            self.buffered += len(chunk)
+            held[0] += len(chunk)
             parts.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(parts)
@@ -258,8 +385,11 @@ class Gate:
         await _json(send, status, body, {"x-request-id": request_id, **(headers or {})})
         access.complete = True
 
-    async def _health(self, send: Send) -> None:
+    async def _health(self, send: Send, authorized: bool) -> None:
         info: dict[str, Any] = {"status": "ok"}
+        if not (self.public_health or (self.api_key is not None and authorized)):
+            await _json(send, 200, info)  # liveness only: nothing about the deployment
+            return
         if self.health is not None:
             info.update(self.health())
         info.update(in_flight=self.active, queued=self.queued,

@@ -64,7 +64,8 @@ def test_serve_answers_logs_json_and_stops_on_sigterm(
         assert match, line + log.read_text()
         url = match.group(1)
         deadline = time.monotonic() + 30
-        while httpx.get(url + "/health").json()["warm_kernels"] < 1:
+        auth = {"Authorization": "Bearer sk-cli"}
+        while httpx.get(url + "/health", headers=auth).json()["warm_kernels"] < 1:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         out = io.StringIO()

@@ -359,7 +359,11 @@ def test_body_size_limit(server: SelfHost, upstream: FakeUpstream) -> None:
 
 
 def test_health(server: SelfHost) -> None:
-    health = httpx.get(server.base_url + "/health").json()
+    """Details for clients with the key; liveness only for anyone else (#14 row 9)."""
+    assert httpx.get(server.base_url + "/health").json() == {"status": "ok"}
+    wrong = {"Authorization": "Bearer sk-wrong"}
+    assert httpx.get(server.base_url + "/health", headers=wrong).json() == {"status": "ok"}
+    health = httpx.get(server.base_url + "/health", headers=HEADERS).json()
     assert health["status"] == "ok" and health["model"] == MODEL
     assert health["isolation"] in ("bwrap", "rlimits") and health["warm_kernels"] >= 0
     assert (health["in_flight"], health["queued"], health["max_concurrency"]) == (0, 0, 8)

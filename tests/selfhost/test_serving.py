@@ -32,7 +32,8 @@ def _fresh(upstream: FakeUpstream) -> Iterator[None]:
 
 
 def health(server: SelfHost) -> dict[str, Any]:
-    return httpx.get(server.base_url + "/health").json()  # type: ignore[no-any-return]
+    auth = {"Authorization": f"Bearer {KEY}"}
+    return httpx.get(server.base_url + "/health", headers=auth).json()  # type: ignore[no-any-return]
 
 
 def wait_for(condition: Callable[[], bool], within: float = 10.0) -> None:
