@@ -26,7 +26,7 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from qwen_ci.emulator.app import EmulatorConfig, create_app
 from qwen_ci.emulator.model import Model
 from qwen_ci.emulator.validation import MAX_BODY_BYTES
-from qwen_ci.sandbox import KernelPool, Limits
+from qwen_ci.sandbox import KernelPool, Limits, detect_isolation
 from qwen_ci.sandbox.isolation import IsolationChoice
 
 T = TypeVar("T")
@@ -235,6 +235,12 @@ class Emulator:
         """Start serving; returns once the port accepts requests."""
         if self._thread is not None:
             raise RuntimeError("The emulator was already started.")
+        config = getattr(self.app.state, "config", self.config)
+        if getattr(config, "fail_closed", False):
+            isolation = detect_isolation(config.isolation)
+            refusal = isolation.refusal(f"The server on {self.host}")
+            if refusal is not None:
+                raise RuntimeError(refusal)
         sock = bind_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
         server = uvicorn_server(self.app, self.log_level, self.graceful_timeout,
