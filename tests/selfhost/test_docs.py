@@ -66,3 +66,17 @@ def test_documented_serve_commands_parse() -> None:
     for command in commands:
         args = _parser().parse_args(shlex.split(command.replace("$port", "8701"))[1:])
         assert args.command == "serve" and args.upstream_base_url.endswith("/v1")
+
+
+def test_no_key_on_a_command_line_and_fail_closed_documented() -> None:
+    """#14 row 9: the vLLM example passed `--api-key` on the command line (visible in
+    /proc/<pid>/cmdline); keys go by environment now, and the guide says serve fails
+    closed."""
+    text = "\n".join(blocks("bash")).replace("\\\n", " ")
+    assert not re.search(r"--api-key[ =](?!-)", text), "a key on a command line"
+    doc = DOC.read_text("utf-8")
+    assert "fails closed" in doc.lower() and "SECURITY.md" in doc
+    security = (DOC.parent / "SECURITY.md").read_text("utf-8")
+    for topic in ("Fail closed", "shared kernel", "GPU", "Non-root", "Reporting a problem",
+                  "Without a cgroup", "Why bubblewrap fails"):
+        assert topic.lower() in security.lower(), topic
