@@ -17,6 +17,7 @@ says why and the sandbox falls back to per-process rlimits (see ``docs/SECURITY.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import itertools
@@ -181,8 +182,18 @@ def cgroup_support() -> CgroupSupport:
     mounts = _mounts()
     own = _own_groups()
     if any(m[2] == "cgroup" and "memory" in m[3] for m in mounts):
-        return _detect_v1(mounts, own)
-    return _detect_v2(mounts, own)
+        found = _detect_v1(mounts, own)
+    else:
+        found = _detect_v2(mounts, own)
+    # this server's parent groups go when it exits (rmdir: only once they are empty)
+    atexit.register(_remove_dirs, list(found.parents.values()))
+    return found
+
+
+def _remove_dirs(paths: list[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
 
 
 class Cgroup:
@@ -259,27 +270,23 @@ class Cgroup:
         """True when the group can be frozen (v2, or v1 with the freezer controller)."""
         return self.version == 2 or "freezer" in self.dirs
 
-    def freeze(self) -> None:
-        """Stop every process of the sandbox (no CPU, no output) until :meth:`thaw`."""
-        if not self.can_freeze or self._frozen:
-            return
+    def _set_frozen(self, frozen: bool) -> None:
         with contextlib.suppress(OSError):
             if self.version == 1:
-                _write(self._file("freezer", "freezer.state"), "FROZEN")
+                _write(self._file("freezer", "freezer.state"), "FROZEN" if frozen else "THAWED")
             else:
-                _write(self._file("", "cgroup.freeze"), "1")
-            self._frozen = True
+                _write(self._file("", "cgroup.freeze"), "1" if frozen else "0")
+            self._frozen = frozen
+
+    def freeze(self) -> None:
+        """Stop every process of the sandbox (no CPU, no output) until :meth:`thaw`."""
+        if self.can_freeze and not self._frozen:
+            self._set_frozen(True)
 
     def thaw(self) -> None:
         """Let the processes run again."""
-        if not self._frozen:
-            return
-        with contextlib.suppress(OSError):
-            if self.version == 1:
-                _write(self._file("freezer", "freezer.state"), "THAWED")
-            else:
-                _write(self._file("", "cgroup.freeze"), "0")
-        self._frozen = False
+        if self._frozen:
+            self._set_frozen(False)
 
     @property
     def frozen(self) -> bool:

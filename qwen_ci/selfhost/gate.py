@@ -44,24 +44,21 @@ access_logger = logging.getLogger("qwen_ci.selfhost.access")
 SERVER_PREFIX = "qwen-ci serve: "
 
 
-def throttled(max_concurrency: int) -> ServiceError:
-    """429 ``Throttling``: every slot is busy and the queue is full (or waited too long)."""
+def _throttling(why: str) -> ServiceError:
     return ServiceError(
-        429, "Throttling",
-        f"Requests throttling triggered. {SERVER_PREFIX}all {max_concurrency} request slots "
-        "are busy; retry later.",
+        429, "Throttling", f"Requests throttling triggered. {SERVER_PREFIX}{why}; retry later.",
         "limit_requests", compat_type="limit_requests",
     )
+
+
+def throttled(max_concurrency: int) -> ServiceError:
+    """429 ``Throttling``: every slot is busy and the queue is full (or waited too long)."""
+    return _throttling(f"all {max_concurrency} request slots are busy")
 
 
 def too_many_bodies(limit: int) -> ServiceError:
     """429: the bodies being read for all requests already hold ``limit`` bytes."""
-    return ServiceError(
-        429, "Throttling",
-        f"Requests throttling triggered. {SERVER_PREFIX}request bodies of {limit} bytes are "
-        "being received already; retry later.",
-        "limit_requests", compat_type="limit_requests",
-    )
+    return _throttling(f"request bodies of {limit} bytes are being received already")
 
 
 def body_timeout(seconds: float) -> ServiceError:
