@@ -58,15 +58,18 @@ class CgroupSupport:
         return self.version is not None
 
 
+def _lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().splitlines()
+    except OSError:
+        return []
+
+
 def _mounts() -> list[tuple[str, str, str, set[str]]]:
     """(root, mount point, type, options) of every cgroup mount, from mountinfo."""
     found: list[tuple[str, str, str, set[str]]] = []
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    except OSError:
-        return found
-    for line in lines:
+    for line in _lines("/proc/self/mountinfo"):
         head, _, tail = line.partition(" - ")
         fields, rest = head.split(), tail.split()
         if len(fields) < 5 or len(rest) < 3 or rest[0] not in ("cgroup", "cgroup2"):
@@ -79,12 +82,7 @@ def _mounts() -> list[tuple[str, str, str, set[str]]]:
 def _own_groups() -> dict[str, str]:
     """Controller (or ``""`` for v2) -> this process's group path, from /proc/self/cgroup."""
     groups: dict[str, str] = {}
-    try:
-        with open("/proc/self/cgroup", encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    except OSError:
-        return groups
-    for line in lines:
+    for line in _lines("/proc/self/cgroup"):
         _, controllers, path = line.split(":", 2)
         if not controllers:
             groups[""] = path
