@@ -99,8 +99,24 @@ def _under(mount: str, root: str, path: str) -> str:
     return os.path.join(mount, relative.lstrip("/"))
 
 
+def _sweep(directory: str) -> None:
+    """Remove the empty groups left by servers that died without cleaning up."""
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(directory):
+            pid = entry.removeprefix("qwen-ci-")
+            if entry == pid or not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
+                continue
+            stale = os.path.join(directory, entry)
+            with contextlib.suppress(OSError):
+                for child in os.listdir(stale):
+                    if os.path.isdir(os.path.join(stale, child)):
+                        os.rmdir(os.path.join(stale, child))
+                os.rmdir(stale)
+
+
 def _prepare(directory: str) -> str:
     """This server's parent group under ``directory`` (created, writable) or raise OSError."""
+    _sweep(directory)
     parent = os.path.join(directory, f"qwen-ci-{os.getpid()}")
     os.makedirs(parent, exist_ok=True)
     probe = os.path.join(parent, f"probe-{secrets.token_hex(4)}")
