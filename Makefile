@@ -23,6 +23,10 @@ bwrap:
 	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap >/dev/null 2>&1)) \
 	    || echo "warning: could not install bubblewrap; the sandbox runs with rlimits only"; \
 	  else echo "warning: bubblewrap (bwrap) not found; the sandbox runs with rlimits only"; fi; }
+	@! command -v bwrap >/dev/null 2>&1 || bwrap --ro-bind / / --proc /proc --dev /dev \
+	  --unshare-all --die-with-parent true 2>/tmp/qwen-ci-bwrap-check.txt || \
+	  echo "warning: bwrap cannot create a sandbox here ($$(cat /tmp/qwen-ci-bwrap-check.txt)): \
+	qwen-ci serve will refuse to start; see docs/SECURITY.md (Why bubblewrap fails)"
 
 install: $(STAMP) bwrap
 
