@@ -134,6 +134,14 @@ def _one_run(before: str, code: str, answer: Callable[[str], tuple[str, str] | N
     return Plan((_Step(lambda runs: before, lambda runs: code),), finish, zh, search)
 
 
+def _naming(code: str, zh: bool) -> str:
+    """`` `code` `` to name a one-line expression in the thinking (as a model's thinking does,
+    and the only place the compatible protocol shows it); empty for longer code."""
+    if "\n" in code or len(code) > 60:
+        return ""
+    return f" `{code}`" if not zh else f"：`{code}`"
+
+
 def _single_plan(task: Task, zh: bool, number_only: bool = False) -> Plan:
     if task.kind == "code":
         before = (
@@ -144,13 +152,14 @@ def _single_plan(task: Task, zh: bool, number_only: bool = False) -> Plan:
         )
     elif zh:
         before = (
-            f"用户问的是{task.zh}。这需要精确计算，我用代码解释器运行 Python 来算，"
-            "而不是心算。"
+            f"用户问的是{task.zh}。这需要精确计算，我用代码解释器运行 Python 来算"
+            f"{_naming(task.code, zh)}，而不是心算。"
         )
     else:
         before = (
-            f"The user asks for {task.en}. To get the exact value I will run Python in "
-            "the code interpreter instead of computing it by hand."
+            f"The user asks for {task.en}. To get the exact value I will run "
+            f"Python{_naming(task.code, zh)} in the code interpreter instead of computing "
+            "it by hand."
         )
 
     def finish(runs: Sequence[Run]) -> tuple[str, str]:

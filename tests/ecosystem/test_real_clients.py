@@ -177,6 +177,8 @@ def test_seed_openai_python_quickstart_verbatim(emu: Emulator) -> None:
     stdout = run([sys.executable, "-"], emu, script=code)
     reasoning, answer = compat_reference(emu)
     assert stdout.startswith(reasoning + answer)
+    # what the issue asks the quickstart to print: the thinking naming 123**21, the answer
+    assert "123**21" in reasoning and ANSWER in answer
     usage = stdout[len(reasoning + answer):]
     assert usage.startswith("CompletionUsage(") and "reasoning_tokens=" in usage
 
@@ -189,6 +191,7 @@ def test_seed_openai_javascript_quickstart_verbatim(emu: Emulator, node_openai: 
     stdout = run([str(shutil.which("node")), str(script)], emu, cwd=node_openai)
     reasoning, answer = compat_reference(emu)
     assert stdout == reasoning + answer
+    assert "123**21" in reasoning and ANSWER in answer
 
 
 # ---------------------------------------------------------------------- the dashscope SDK
