@@ -195,11 +195,10 @@ class _ReasoningOnSpan:
     public ``LangChainInstrumentor().get_span(run_id)``, when that instrumentation is
     active (OpenInference itself only shows it inside the output JSON)."""
 
-    __slots__ = ("_reasoning", "_run_id", "_span", "_text")
+    __slots__ = ("_reasoning", "_span", "_text")
 
-    def __init__(self, span: Any, run_id: UUID) -> None:
+    def __init__(self, span: Any) -> None:
         self._span = span
-        self._run_id = run_id
         self._reasoning: list[str] = []
         self._text: list[str] = []
 
@@ -214,7 +213,7 @@ class _ReasoningOnSpan:
         span = instrumentor.get_span(run_id)
         if span is None or not span.is_recording():
             return None
-        return cls(span, run_id)
+        return cls(span)
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, ReasoningDelta):
