@@ -18,7 +18,7 @@ from typing import Any
 
 from qwen_ci import AsyncClient, Client, Options, build, collect
 from qwen_ci.result import acollect
-from qwen_ci.sandbox import Kernel, KernelPool, Limits, detect_isolation
+from qwen_ci_server.sandbox import Kernel, KernelPool, Limits, detect_isolation
 
 SEED_PROMPT = "123的21次方是多少？"
 SEED_ANSWER = str(123**21)
@@ -171,7 +171,7 @@ def _concurrent(emulator: Any, requests: int, batches: int) -> dict[str, Any]:
 
 def run(quick: bool = False) -> dict[str, Any]:
     """All emulator and sandbox figures (seconds)."""
-    from qwen_ci.emulator import Emulator
+    from qwen_ci_server.emulator import Emulator
 
     out: dict[str, Any] = asyncio.run(
         _cold_and_warm(cold_reps=1 if quick else 5, warm_runs=5 if quick else 200,

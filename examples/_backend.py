@@ -47,7 +47,7 @@ def backend(base_url: str | None = None, region: str | None = None) -> Iterator[
             settings["api_key"] = "sk-local"  # a local emulator started without --api-key
         yield settings
         return
-    from qwen_ci.emulator import Emulator
+    from qwen_ci_server.emulator import Emulator
 
     with Emulator() as emulator:
         print(f"backend: local emulator at {emulator.base_url}, in this process "

@@ -113,7 +113,7 @@ def test_spinner_runs_from_the_services_run_start_to_the_code_panel() -> None:
     """End to end: the emulator's stream makes the parser emit CodeStart; the terminal shows
     the spinner from then until the run is final."""
     from qwen_ci import Client, Options, build
-    from qwen_ci.emulator import Emulator
+    from qwen_ci_server.emulator import Emulator
 
     out = io.StringIO()
     renderer = _Renderer(out, force_terminal=True)

@@ -24,15 +24,15 @@ def without_starlette(tmp_path: Path, *args: str) -> subprocess.CompletedProcess
 
 
 def test_importing_the_emulator_names_the_extra(tmp_path: Path) -> None:
-    done = without_starlette(tmp_path, "-c", "from qwen_ci.emulator import Emulator")
+    done = without_starlette(tmp_path, "-c", "from qwen_ci_server.emulator import Emulator")
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
-        "ModuleNotFoundError: qwen_ci.emulator needs the emulator extra (starlette is "
+        "ModuleNotFoundError: qwen_ci_server.emulator needs the emulator extra (starlette is "
         f"missing): {HINT}")
 
 
 @pytest.mark.parametrize(
-    "command", [["-m", "qwen_ci.emulator"], ["-m", "qwen_ci.cli", "emulator"]]
+    "command", [["-m", "qwen_ci_server.emulator"], ["-m", "qwen_ci.cli", "emulator"]]
 )
 def test_running_the_emulator_names_the_extra_without_a_traceback(
     tmp_path: Path, command: list[str]
@@ -43,6 +43,6 @@ def test_running_the_emulator_names_the_extra_without_a_traceback(
 
 
 def test_the_scripted_model_needs_no_extra(tmp_path: Path) -> None:
-    done = without_starlette(tmp_path, "-c", "from qwen_ci.emulator import ScriptedModel; "
+    done = without_starlette(tmp_path, "-c", "from qwen_ci_server.emulator import ScriptedModel; "
                              "print(ScriptedModel.name)")
     assert done.returncode == 0 and done.stdout.strip() == "scripted"

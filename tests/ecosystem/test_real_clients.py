@@ -29,8 +29,8 @@ from typing import Any
 import httpx
 import pytest
 
-from qwen_ci.emulator import Emulator
-from qwen_ci.emulator.validation import NOT_INCREMENTAL, NOT_STREAMING
+from qwen_ci_server.emulator import Emulator
+from qwen_ci_server.emulator.validation import NOT_INCREMENTAL, NOT_STREAMING
 from tests.ecosystem.venvs import VENVS, side_venv
 from tests.emulator.conftest import KEY, LIMITS, running
 from tests.replay import SHARED

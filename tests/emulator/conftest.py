@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from qwen_ci import Client, Options, Result, build, collect
-from qwen_ci.emulator import Emulator
-from qwen_ci.sandbox import Limits
-from qwen_ci.sandbox.procs import descendants
+from qwen_ci_server.emulator import Emulator
+from qwen_ci_server.sandbox import Limits
+from qwen_ci_server.sandbox.procs import descendants
 
 KEY = "sk-emulator-test"
 LIMITS = Limits(timeout=3, interrupt_grace=1, memory=1 << 30, cpu=60, output=20_000)

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qwen_ci.emulator import Emulator
-from qwen_ci.sandbox.procs import descendants
+from qwen_ci_server.emulator import Emulator
+from qwen_ci_server.sandbox.procs import descendants
 from tests.emulator.conftest import NATIVE, SSE_HEADERS, ask, leftovers, native_body, running
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,7 +116,7 @@ def test_client_leaving_during_a_run_frees_the_kernel(emulator: Emulator) -> Non
 
 
 def test_cpu_time_limit_kills_the_kernel() -> None:
-    from qwen_ci.sandbox import Limits
+    from qwen_ci_server.sandbox import Limits
 
     limits = Limits(timeout=20, cpu=2)
     with running(pool_size=1, limits=limits) as emu:

@@ -1,4 +1,4 @@
-"""``qwen-ci ask``, ``qwen-ci emulator`` and ``python -m qwen_ci.emulator``."""
+"""``qwen-ci ask``, ``qwen-ci emulator`` and ``python -m qwen_ci_server.emulator``."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from qwen_ci.cli import main
-from qwen_ci.emulator import Emulator
-from qwen_ci.sandbox.procs import process_tree
+from qwen_ci_server.emulator import Emulator
+from qwen_ci_server.sandbox.procs import process_tree
 from tests.emulator.conftest import KEY
 
 BIG = "77269364466549865653073473388030061522211723"
@@ -87,7 +87,7 @@ def stop(proc: subprocess.Popen[str]) -> str:
 @pytest.mark.parametrize("runner", ["module", "console-script"])
 def test_emulator_command_serves_and_exits_cleanly(runner: str) -> None:
     if runner == "module":
-        command = [sys.executable, "-m", "qwen_ci.emulator"]
+        command = [sys.executable, "-m", "qwen_ci_server.emulator"]
     else:
         script = shutil.which("qwen-ci", path=str(Path(sys.executable).parent))
         if script is None:
@@ -114,7 +114,7 @@ def test_emulator_command_serves_and_exits_cleanly(runner: str) -> None:
 def test_emulator_command_with_a_script(tmp_path: Path) -> None:
     script = tmp_path / "s.yaml"
     script.write_text("- match: ping\n  code: print('pong')\n  answer: '{output}!'\n")
-    proc, url = start([sys.executable, "-m", "qwen_ci.emulator", "--port", "0", "--script",
+    proc, url = start([sys.executable, "-m", "qwen_ci_server.emulator", "--port", "0", "--script",
                        str(script), "--pool-size", "0", "--frame-delay", "0"])
     try:
         code, text = ask("ping", "--base-url", url, "--api-key", "sk-local")
@@ -125,6 +125,6 @@ def test_emulator_command_with_a_script(tmp_path: Path) -> None:
 
 def test_emulator_command_rejects_a_bad_script(tmp_path: Path) -> None:
     missing = tmp_path / "missing.yaml"
-    done = subprocess.run([sys.executable, "-m", "qwen_ci.emulator", "--script", str(missing)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run([sys.executable, "-m", "qwen_ci_server.emulator", "--script",
+                           str(missing)], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2 and "missing.yaml" in done.stderr

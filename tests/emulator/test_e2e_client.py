@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from qwen_ci import AsyncClient, Client, CodeRun, Options, acollect, build, collect
-from qwen_ci.emulator import Emulator
+from qwen_ci_server.emulator import Emulator
 from tests.emulator.conftest import KEY, leftovers
 
 BIG = "77269364466549865653073473388030061522211723"

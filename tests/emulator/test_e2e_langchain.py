@@ -10,7 +10,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
 from langchain_qwen_ci import ChatQwenCodeInterpreter
-from qwen_ci.emulator import Emulator
+from qwen_ci_server.emulator import Emulator
 from tests.emulator.conftest import KEY
 
 BIG = "77269364466549865653073473388030061522211723"

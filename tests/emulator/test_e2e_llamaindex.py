@@ -10,7 +10,7 @@ llamaindex_qwen_ci = pytest.importorskip("llamaindex_qwen_ci")
 from llama_index.core.base.llms.types import ChatMessage, MessageRole  # noqa: E402
 from llama_index.core.chat_engine import SimpleChatEngine  # noqa: E402
 
-from qwen_ci.emulator import Emulator  # noqa: E402
+from qwen_ci_server.emulator import Emulator  # noqa: E402
 from tests.emulator.conftest import KEY  # noqa: E402
 
 BIG = "77269364466549865653073473388030061522211723"

@@ -21,9 +21,9 @@ from qwen_ci import (
     build,
     collect,
 )
-from qwen_ci.emulator import Emulator
-from qwen_ci.emulator.faults import parse_faults
-from qwen_ci.emulator.wire import EMULATOR_PREFIX
+from qwen_ci_server.emulator import Emulator
+from qwen_ci_server.emulator.faults import parse_faults
+from qwen_ci_server.emulator.wire import EMULATOR_PREFIX
 from tests.emulator.conftest import COMPAT, KEY, NATIVE, SSE_HEADERS, compat_body, native_body, post
 
 PROMPT = "What is 2**10?"

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from qwen_ci.emulator import Emulator
-from qwen_ci.emulator.validation import (
+from qwen_ci_server.emulator import Emulator
+from qwen_ci_server.emulator.validation import (
     BAD_MESSAGES,
     NOT_INCREMENTAL,
     NOT_STREAMING,
     RESULT_FORMAT,
 )
-from qwen_ci.emulator.wire import EMULATOR_PREFIX
+from qwen_ci_server.emulator.wire import EMULATOR_PREFIX
 from tests.emulator.conftest import COMPAT, KEY, MULTIMODAL, NATIVE, compat_body, post
 from tests.emulator.test_wire import events
 from tests.replay import RECORDED

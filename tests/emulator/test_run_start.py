@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from qwen_ci import Client, CodeRun, CodeStart, Options, build
-from qwen_ci.emulator import Emulator
+from qwen_ci_server.emulator import Emulator
 from tests.emulator.conftest import KEY, NATIVE, SSE_HEADERS, native_body
 
 SLEEP = 1.5

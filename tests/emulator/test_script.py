@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from qwen_ci import Client, Options, Result, build, collect
-from qwen_ci.emulator import Emulator, ScenarioModel, ScriptError, load_script
-from qwen_ci.emulator.model import Answer, Message, RunCode, Turn
-from qwen_ci.emulator.script import fill, parse_script
-from qwen_ci.sandbox import Limits
+from qwen_ci_server.emulator import Emulator, ScenarioModel, ScriptError, load_script
+from qwen_ci_server.emulator.model import Answer, Message, RunCode, Turn
+from qwen_ci_server.emulator.script import fill, parse_script
+from qwen_ci_server.sandbox import Limits
 from tests.emulator.conftest import running
 
 SCRIPT = """\
@@ -81,9 +81,9 @@ def test_unmatched_prompt_falls_back_to_the_builtin_model(scripted: Emulator) ->
 
 
 def test_the_shipped_example_script_works() -> None:
-    import qwen_ci.emulator
+    import qwen_ci_server.emulator
 
-    path = Path(qwen_ci.emulator.__file__).parent / "example_script.yaml"
+    path = Path(qwen_ci_server.emulator.__file__).parent / "example_script.yaml"
     model = load_script(path)
     assert len(model.scenarios) == 3 and model.fallback is not None
     turn = Turn("m", (Message("user", "weather in Oslo?"),))

@@ -9,11 +9,11 @@ import time
 import pytest
 
 from qwen_ci import CodeRun, CodeStart, Finish, TextDelta
-from qwen_ci.emulator import Engine, Generation, Message, ScriptedModel
-from qwen_ci.emulator.engine import estimate_tokens, split_text
-from qwen_ci.emulator.model import Answer, Model, Run, RunCode, Thinking, Turn
-from qwen_ci.emulator.scripted import find_task, find_two_steps, plan_for
-from qwen_ci.sandbox import ExecutionResult
+from qwen_ci_server.emulator import Engine, Generation, Message, ScriptedModel
+from qwen_ci_server.emulator.engine import estimate_tokens, split_text
+from qwen_ci_server.emulator.model import Answer, Model, Run, RunCode, Thinking, Turn
+from qwen_ci_server.emulator.scripted import find_task, find_two_steps, plan_for
+from qwen_ci_server.sandbox import ExecutionResult
 from tests.emulator.conftest import KEY, ask
 
 BIG = "77269364466549865653073473388030061522211723"

@@ -9,8 +9,8 @@ import sys
 import httpx
 
 from qwen_ci import Client, Options, build, collect
-from qwen_ci.emulator import Emulator, create_app
-from qwen_ci.emulator.model import Answer, Model, Turn
+from qwen_ci_server.emulator import Emulator, create_app
+from qwen_ci_server.emulator.model import Answer, Model, Turn
 from tests.emulator.conftest import leftovers
 
 
@@ -69,7 +69,7 @@ def test_app_routes_are_the_services_paths() -> None:
 def test_core_does_not_import_the_emulator_extra() -> None:
     code = ("import sys, qwen_ci, qwen_ci.cli; "
             "print(sorted(m for m in ('starlette', 'uvicorn', 'jupyter_client', 'zmq', "
-            "'yaml', 'qwen_ci.emulator', 'qwen_ci.sandbox') if m in sys.modules))")
+            "'yaml', 'qwen_ci_server.emulator', 'qwen_ci_server.sandbox') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.strip() == "[]"

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from qwen_ci import config
-from qwen_ci.emulator.service import SERVED
-from qwen_ci.emulator.validation import known_model, parse_native
+from qwen_ci_server.emulator.service import SERVED
+from qwen_ci_server.emulator.validation import known_model, parse_native
 
 
 @pytest.mark.parametrize("model", sorted(config.MODELS))
@@ -47,3 +47,21 @@ def test_a_self_hosted_upstream_model_gets_the_interpreter_even_with_a_service_n
                            "incremental_output": True}}
     parsed = parse_native(body, "text", stream=True, extra_models=("qwen-plus",))
     assert parsed.generation.code_interpreter and parsed.generation.thinking
+
+
+def test_the_client_calls_the_paths_the_emulator_serves() -> None:
+    """The emulator keeps its own copy of the service's paths; the two must agree."""
+    from qwen_ci_server.emulator import service
+
+    assert config.NATIVE_PATHS == service.NATIVE_PATHS
+    assert config.COMPATIBLE_PATH == service.COMPATIBLE_PATH
+    assert (config.API_KEY_ENV, config.BASE_URL_ENV) == (service.API_KEY_ENV,
+                                                          service.BASE_URL_ENV)
+
+
+def test_the_emulator_routes_are_its_own_paths() -> None:
+    from qwen_ci_server.emulator import EmulatorConfig, create_app, service
+
+    app = create_app(EmulatorConfig(pool_size=0))
+    routes = {getattr(route, "path", None) for route in app.routes}
+    assert {*service.NATIVE_PATHS.values(), service.COMPATIBLE_PATH} <= routes

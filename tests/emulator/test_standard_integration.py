@@ -9,7 +9,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 from langchain_qwen_ci import ChatQwenCodeInterpreter
-from qwen_ci.emulator import Emulator
+from qwen_ci_server.emulator import Emulator
 from tests.emulator.conftest import KEY
 
 

@@ -17,15 +17,15 @@ from qwen_ci import (
     build,
     collect,
 )
-from qwen_ci.emulator import Emulator
-from qwen_ci.emulator.validation import (
+from qwen_ci_server.emulator import Emulator
+from qwen_ci_server.emulator.validation import (
     BAD_MESSAGES,
     JSON_MODE,
     MISSING,
     NOT_INCREMENTAL,
     NOT_STREAMING,
 )
-from qwen_ci.emulator.wire import EMULATOR_PREFIX
+from qwen_ci_server.emulator.wire import EMULATOR_PREFIX
 from tests.emulator.conftest import (
     COMPAT,
     KEY,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from qwen_ci.emulator import Emulator
+from qwen_ci_server.emulator import Emulator
 from tests.emulator.conftest import (
     COMPAT,
     KEY,

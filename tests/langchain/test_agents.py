@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from langchain_qwen_ci import ChatQwenCodeInterpreter
 from qwen_ci import InvalidRequestError
-from qwen_ci.emulator import Emulator
+from qwen_ci_server.emulator import Emulator
 from tests.fc_server import FunctionCallingServer
 from tests.replay import ReplayServer
 

@@ -18,8 +18,9 @@ from langchain_core.tracers.context import collect_runs
 from langchain_core.tracers.schemas import Run
 
 from langchain_qwen_ci import ChatQwenCodeInterpreter
-from langchain_qwen_ci.tracing import INDEX_KEY, TOOL_DESCRIPTION, TOOL_OUTPUT
+from langchain_qwen_ci.tracing import INDEX_KEY, TOOL_OUTPUT
 from qwen_ci.errors import IncompleteStreamError
+from qwen_ci.events import TOOL_DESCRIPTION
 from tests.replay import ReplayServer, Reply
 from tests.tracing_streams import ANSWER, CHANGED, CODES, FINAL, PARTIAL, THINKING, THREE_RUNS
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from qwen_ci.emulator import Emulator
-from qwen_ci.sandbox import Limits
-from qwen_ci.sandbox.procs import descendants
+from qwen_ci_server.emulator import Emulator
+from qwen_ci_server.sandbox import Limits
+from qwen_ci_server.sandbox.procs import descendants
 from tests.emulator.conftest import KEY, ask, leftovers, running
 
 SOAK_REQUESTS = int(os.environ.get("SOAK_REQUESTS", "40"))

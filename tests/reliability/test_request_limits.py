@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from qwen_ci.emulator import Emulator
-from qwen_ci.emulator.validation import MAX_DEPTH, MAX_MESSAGES
+from qwen_ci_server.emulator import Emulator
+from qwen_ci_server.emulator.validation import MAX_DEPTH, MAX_MESSAGES
 from tests.emulator.conftest import COMPAT, NATIVE, compat_body, native_body
 
 HEADERS = {"Authorization": "Bearer k", "X-DashScope-SSE": "enable"}

@@ -88,7 +88,7 @@ def test_canary_not_in_llamaindex_serialization_or_logs(
 
 
 def test_canary_not_in_the_emulators_logs(caplog: pytest.LogCaptureFixture) -> None:
-    from qwen_ci.emulator import Emulator
+    from qwen_ci_server.emulator import Emulator
 
     caplog.set_level(logging.DEBUG)
     with Emulator(api_key=CANARY, pool_size=0) as emu:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from qwen_ci.sandbox.procs import descendants
+from qwen_ci_server.sandbox.procs import descendants
 from tests.emulator.conftest import RUNNING
 
 

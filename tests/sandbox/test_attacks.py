@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from qwen_ci.sandbox import Kernel, KernelPool, Limits, detect_isolation
-from qwen_ci.sandbox.cgroups import CgroupSupport, cgroup_support
-from qwen_ci.sandbox.procs import process_tree
+from qwen_ci_server.sandbox import Kernel, KernelPool, Limits, detect_isolation
+from qwen_ci_server.sandbox.cgroups import CgroupSupport, cgroup_support
+from qwen_ci_server.sandbox.procs import process_tree
 from tests.sandbox.conftest import wait_no_descendants
 
 BUDGET = 256 << 20

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from qwen_ci.sandbox import Limits, detect_isolation
-from qwen_ci.sandbox import isolation as iso
-from qwen_ci.sandbox.isolation import Isolation, kernel_command
+from qwen_ci_server.sandbox import Limits, detect_isolation
+from qwen_ci_server.sandbox import isolation as iso
+from qwen_ci_server.sandbox.isolation import Isolation, kernel_command
 
 LIMITS = Limits(memory=512 << 20, processes=50, open_files=99, file_size=1 << 20, cpu=7)
 BWRAP = Isolation("bwrap", "test", "/usr/bin/bwrap", supports_size=True)

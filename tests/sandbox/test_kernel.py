@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from qwen_ci.sandbox import Kernel, Limits
-from qwen_ci.sandbox.procs import process_tree
+from qwen_ci_server.sandbox import Kernel, Limits
+from qwen_ci_server.sandbox.procs import process_tree
 from tests.sandbox.conftest import wait_no_descendants
 
 LIMITS = Limits(timeout=2, interrupt_grace=1, memory=1 << 30, file_size=1 << 20,
@@ -90,7 +90,7 @@ async def test_killed_kernel_leaves_nothing_behind() -> None:
 async def test_bwrap_sandbox_has_no_capabilities_secrets_or_host_files(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from qwen_ci.sandbox import detect_isolation
+    from qwen_ci_server.sandbox import detect_isolation
 
     if detect_isolation("auto").mode != "bwrap":
         pytest.skip("bubblewrap isolation is not available here")

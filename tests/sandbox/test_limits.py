@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qwen_ci.errors import InvalidRequestError
-from qwen_ci.sandbox import ExecutionResult, Limits
-from qwen_ci.sandbox.limits import RESET_NOTICE, CappedText, cap, strip_ansi
+from qwen_ci_server.sandbox import ExecutionResult, Limits
+from qwen_ci_server.sandbox.limits import RESET_NOTICE, CappedText, cap, strip_ansi
 
 
 def test_capped_text_keeps_head_and_tail_with_a_marker() -> None:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from qwen_ci.sandbox import KernelPool, Limits, SandboxError
+from qwen_ci_server.sandbox import KernelPool, Limits, SandboxError
 from tests.sandbox.conftest import wait_no_descendants
 
 LIMITS = Limits(timeout=5)
@@ -65,7 +65,7 @@ async def test_close_kills_every_kernel() -> None:
 
 
 async def test_rlimits_only_mode_warns_and_still_limits(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="qwen_ci.sandbox")
+    caplog.set_level(logging.WARNING, logger="qwen_ci_server.sandbox")
     limits = Limits(timeout=5, memory=1 << 30)
     async with KernelPool(size=0, limits=limits, isolation="none") as pool:
         assert pool.isolation is not None and pool.isolation.mode == "rlimits"

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from langchain_qwen_ci import ChatQwenCodeInterpreter
-from qwen_ci.sandbox import Limits
-from qwen_ci.sandbox.procs import descendants
-from qwen_ci.selfhost import SelfHost, ServeConfig, UpstreamConfig
+from qwen_ci_server.sandbox import Limits
+from qwen_ci_server.sandbox.procs import descendants
+from qwen_ci_server.selfhost import SelfHost, ServeConfig, UpstreamConfig
 from tests.emulator.conftest import RUNNING
 from tests.selfhost.upstream import MODEL, FakeUpstream
 

@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
-from qwen_ci.emulator.faults import parse_faults
-from qwen_ci.emulator.wire import ServiceError
-from qwen_ci.sandbox import isolation as iso
-from qwen_ci.selfhost import SelfHost
+from qwen_ci_server.emulator.faults import parse_faults
+from qwen_ci_server.emulator.wire import ServiceError
+from qwen_ci_server.sandbox import isolation as iso
+from qwen_ci_server.selfhost import SelfHost
 from tests.emulator.conftest import COMPAT, NATIVE, compat_body, native_body
 from tests.sandbox.test_attacks import peak_rss, peak_rss_reset
 from tests.selfhost.conftest import KEY, selfhost

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from qwen_ci.cli import main
-from qwen_ci.sandbox.procs import process_tree
+from qwen_ci_server.sandbox.procs import process_tree
 from tests.selfhost.upstream import MODEL, FakeUpstream, stdout_of, stream, tool_outputs
 
 CANARY = "sk-upstream-cli-canary-31c7"
@@ -84,7 +84,7 @@ def test_serve_answers_logs_json_and_stops_on_sigterm(
     text = log.read_text()
     records = [json.loads(line) for line in text.splitlines() if line.strip()]
     assert records and all({"ts", "level", "logger", "msg"} <= set(r) for r in records)
-    requests = [r for r in records if r["logger"] == "qwen_ci.selfhost.access"]
+    requests = [r for r in records if r["logger"] == "qwen_ci_server.selfhost.access"]
     assert [(r["status"], r["outcome"], r["code_runs"], r["input_tokens"]) for r in requests] == [
         (200, "ok", 1, 30)]
     assert any(r["msg"] == "serving" and r["upstream_model"] == MODEL for r in records)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from qwen_ci.cli import _parser
-from qwen_ci.selfhost import SelfHost
+from qwen_ci_server.selfhost import SelfHost
 from tests.langchain.test_chat_model import TWO_RUNS
 from tests.replay import ReplayServer, Reply
 from tests.selfhost.conftest import KEY

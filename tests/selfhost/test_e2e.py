@@ -14,9 +14,9 @@ import pytest
 from langchain_core.messages import AIMessageChunk
 
 from qwen_ci import QwenCIError
-from qwen_ci.sandbox.procs import descendants
-from qwen_ci.selfhost import INSTRUCTIONS, TOOL, SelfHost
-from qwen_ci.selfhost.upstream import LIMIT_ANSWER
+from qwen_ci_server.sandbox.procs import descendants
+from qwen_ci_server.selfhost import INSTRUCTIONS, TOOL, SelfHost
+from qwen_ci_server.selfhost.upstream import LIMIT_ANSWER
 from tests.emulator.conftest import COMPAT, NATIVE, compat_body, native_body
 from tests.selfhost.conftest import (
     KEY,
@@ -63,7 +63,7 @@ def access_lines(caplog: pytest.LogCaptureFixture, within: float = 5.0) -> list[
     deadline = time.monotonic() + within
     while True:
         lines = [r.fields for r in caplog.records  # type: ignore[attr-defined]
-                 if r.name == "qwen_ci.selfhost.access"]
+                 if r.name == "qwen_ci_server.selfhost.access"]
         if lines or time.monotonic() > deadline:
             return lines
         time.sleep(0.05)
@@ -317,7 +317,7 @@ def test_upstream_failure_after_output_is_an_error_frame(
 def test_client_disconnect_during_a_run_tears_down_the_sandbox(
     server: SelfHost, upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="qwen_ci.selfhost.access")
+    caplog.set_level(logging.INFO, logger="qwen_ci_server.selfhost.access")
     upstream.reset(lambda body, n: stream(reasoning=["Sleep."],
                                           codes=["import time\ntime.sleep(60)"]))
     with httpx.stream("POST", server.base_url + NATIVE, json=native_body("sleep"),

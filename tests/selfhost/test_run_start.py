@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qwen_ci.selfhost import SelfHost
+from qwen_ci_server.selfhost import SelfHost
 from tests.emulator.conftest import native_body
 from tests.emulator.test_run_start import SLEEPY, check_announced_before_run, timed_frames
 from tests.selfhost.conftest import KEY

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from qwen_ci.selfhost import SelfHost
+from qwen_ci_server.selfhost import SelfHost
 from tests.emulator.conftest import COMPAT, NATIVE, compat_body, native_body
 from tests.selfhost.conftest import KEY, selfhost, stray_processes
 from tests.selfhost.upstream import FakeUpstream, stream
@@ -92,7 +92,7 @@ def test_concurrency_bound_queues_then_throttles(upstream: FakeUpstream) -> None
 def test_queue_timeout_and_a_client_leaving_the_queue(
     upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="qwen_ci.selfhost.access")
+    caplog.set_level(logging.INFO, logger="qwen_ci_server.selfhost.access")
     upstream.reset(lambda body, n: stream(content=WORDS, delay=0.3))  # about 3 s
     with selfhost(upstream.base_url, max_concurrency=1, max_queue=1,
                   queue_timeout=1.0) as server:

@@ -11,12 +11,22 @@ from typing import Any
 import httpx
 import pytest
 
-from qwen_ci.emulator import Answer, Engine, Message, Piece, RunCode, Thinking, Turn, TurnUsage
-from qwen_ci.emulator.engine import Generation, SandboxSessionLike
-from qwen_ci.emulator.wire import ServiceError
-from qwen_ci.sandbox import ExecutionResult
-from qwen_ci.selfhost import ThinkSplitter, UpstreamConfig, UpstreamModel
-from qwen_ci.selfhost.upstream import _Reply, chat_completions_url, code_of, upstream_error
+from qwen_ci_server.emulator import (
+    Answer,
+    Engine,
+    Message,
+    Piece,
+    RunCode,
+    Thinking,
+    Turn,
+    TurnUsage,
+)
+from qwen_ci_server.emulator.engine import Generation, SandboxSessionLike
+from qwen_ci_server.emulator.wire import ServiceError
+from qwen_ci_server.sandbox import ExecutionResult
+from qwen_ci_server.selfhost import ThinkSplitter, UpstreamConfig, UpstreamModel
+from qwen_ci_server.selfhost.config import chat_completions_url
+from qwen_ci_server.selfhost.upstream import _Reply, code_of, upstream_error
 
 TEXT = "<think>a < b?</think>\n\nx < y, see </think> <thin"
 

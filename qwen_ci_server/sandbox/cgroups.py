@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from qwen_ci.sandbox.limits import Limits
+from qwen_ci_server.sandbox.limits import Limits
 
 Version = Literal[1, 2]
 _V1_CONTROLLERS = ("memory", "pids", "cpu", "freezer")
@@ -214,8 +214,8 @@ class Cgroup:
     """The cgroup of one sandbox: limits, freeze and thaw, kill everything, remove.
 
     Example:
-        >>> from qwen_ci.sandbox import Limits
-        >>> from qwen_ci.sandbox.cgroups import Cgroup, cgroup_support
+        >>> from qwen_ci_server.sandbox import Limits
+        >>> from qwen_ci_server.sandbox.cgroups import Cgroup, cgroup_support
         >>> support = cgroup_support()
         >>> if support.available:  # doctest: +SKIP
         ...     group = Cgroup.create(support, Limits(memory=256 << 20))

@@ -6,11 +6,11 @@ process in it), a read-only view of ``/usr``, of the Python installation and of 
 ``/etc`` files Python needs (generated ``passwd``, ``group`` and ``hosts``), private
 size-limited ``/workspace`` (the working directory and ``HOME``), ``/tmp`` and
 ``/dev/shm``, a clean environment, a seccomp filter (no new namespaces, only unix and IP
-sockets, see :mod:`qwen_ci.sandbox.seccomp`) and no capabilities, not even in its
+sockets, see :mod:`qwen_ci_server.sandbox.seccomp`) and no capabilities, not even in its
 bounding set; when the server runs as root the kernel runs as an unprivileged user id of
 its own, with no supplementary groups. In every mode a small launcher applies the rlimits
 (memory, CPU, open files, file size, processes) before the kernel starts; a cgroup per
-sandbox (:mod:`qwen_ci.sandbox.cgroups`) bounds the whole sandbox where one can be made.
+sandbox (:mod:`qwen_ci_server.sandbox.cgroups`) bounds the whole sandbox where one can be made.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
-from qwen_ci.sandbox.limits import Limits
-from qwen_ci.sandbox.seccomp import filter_fd, filter_program
+from qwen_ci_server.sandbox.limits import Limits
+from qwen_ci_server.sandbox.seccomp import filter_fd, filter_program
 
-logger = logging.getLogger("qwen_ci.sandbox")
+logger = logging.getLogger("qwen_ci_server.sandbox")
 
 Mode = Literal["bwrap", "rlimits"]
 IsolationChoice = Literal["auto", "bwrap", "none"]
@@ -83,7 +83,7 @@ class Isolation:
     """The isolation mode in effect, and why.
 
     Example:
-        >>> from qwen_ci.sandbox import detect_isolation
+        >>> from qwen_ci_server.sandbox import detect_isolation
         >>> detect_isolation("none").mode
         'rlimits'
     """
@@ -404,8 +404,8 @@ class KernelCommand:
     file descriptors the child must inherit (the seccomp filter).
 
     Example:
-        >>> from qwen_ci.sandbox import Limits, detect_isolation
-        >>> from qwen_ci.sandbox.isolation import kernel_command
+        >>> from qwen_ci_server.sandbox import Limits, detect_isolation
+        >>> from qwen_ci_server.sandbox.isolation import kernel_command
         >>> command = kernel_command(detect_isolation("none"), Limits(),
         ...                          connection_file="/tmp/k.json", run_dir="/tmp",
         ...                          work_dir="/tmp")
@@ -455,7 +455,20 @@ def kernel_command(
     uid = _next_uid() if root else None
     spec = {"rlimits": rlimits(limits, count_existing=False), "uid": uid}
     assert isolation.bwrap is not None
-    args = [isolation.bwrap, "--die-with-parent", "--new-session", "--unshare-ipc",
+    args, pass_fds = _bwrap_namespaces(isolation.bwrap, root, seccomp_fd)
+    args += _bwrap_mounts(isolation, limits, etc_dir, run_dir)
+    args += ["--chdir", WORKSPACE, "--clearenv"]
+    for key, value in sandbox_env(WORKSPACE, venv_bin).items():
+        args += ["--setenv", key, value]
+    argv = [*args, "--", python, "-I", "-S", "-c", LAUNCHER, json.dumps(spec), *kernel]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    return KernelCommand(in_cgroup(cgroup_procs, argv), env, run_dir, uid, pass_fds)
+
+
+def _bwrap_namespaces(bwrap: str, root: bool,
+                      seccomp_fd: int | None) -> tuple[list[str], tuple[int, ...]]:
+    """bubblewrap's namespaces, capabilities and seccomp filter; the fds to pass."""
+    args = [bwrap, "--die-with-parent", "--new-session", "--unshare-ipc",
             "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
             "--hostname", "sandbox"]
     if root:
@@ -465,10 +478,15 @@ def kernel_command(
                  "--cap-add", "CAP_SETPCAP"]
     else:
         args += ["--unshare-user", "--cap-drop", "ALL"]
-    pass_fds: tuple[int, ...] = ()
-    if seccomp_fd is not None:
-        args += ["--seccomp", str(seccomp_fd)]
-        pass_fds = (seccomp_fd,)
+    if seccomp_fd is None:
+        return args, ()
+    return [*args, "--seccomp", str(seccomp_fd)], (seccomp_fd,)
+
+
+def _bwrap_mounts(isolation: Isolation, limits: Limits, etc_dir: str | None,
+                  run_dir: str) -> list[str]:
+    """The sandbox's file system: the system read-only, private tmpfs mounts, the
+    interpreter's folders and the run directory."""
     binds = _Binds()
     for path in _SYSTEM:
         if os.path.isdir(path):
@@ -493,10 +511,4 @@ def kernel_command(
     for path in python_roots():
         binds.add("--ro-bind", path, path)
     binds.add("--bind", run_dir, run_dir)
-    args += binds.args
-    args += ["--chdir", WORKSPACE, "--clearenv"]
-    for key, value in sandbox_env(WORKSPACE, venv_bin).items():
-        args += ["--setenv", key, value]
-    argv = [*args, "--", python, "-I", "-S", "-c", LAUNCHER, json.dumps(spec), *kernel]
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    return KernelCommand(in_cgroup(cgroup_procs, argv), env, run_dir, uid, pass_fds)
+    return binds.args

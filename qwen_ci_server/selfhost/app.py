@@ -7,74 +7,20 @@ import logging
 import signal
 import socket
 import threading
-from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 
-from qwen_ci.emulator.app import EmulatorConfig, create_app
-from qwen_ci.emulator.server import Emulator, bind_socket, guarded_http, raise_open_files
-from qwen_ci.sandbox import Limits
-from qwen_ci.sandbox.isolation import IsolationChoice
-from qwen_ci.selfhost.gate import Gate
-from qwen_ci.selfhost.upstream import INSTRUCTIONS, UpstreamConfig, UpstreamModel, safe_url
+from qwen_ci_server.emulator.app import create_app
+from qwen_ci_server.emulator.config import EmulatorConfig
+from qwen_ci_server.emulator.server import Emulator, bind_socket, guarded_http, raise_open_files
+from qwen_ci_server.selfhost.config import ServeConfig, safe_url
+from qwen_ci_server.selfhost.gate import Gate
+from qwen_ci_server.selfhost.upstream import UpstreamModel
 
-logger = logging.getLogger("qwen_ci.selfhost")
-
-
-@dataclass
-class ServeConfig:
-    """Settings of a self-hosted server (``qwen-ci serve``).
-
-    Example:
-        >>> upstream = UpstreamConfig("http://127.0.0.1:8000/v1", "Qwen/Qwen3-8B")
-        >>> ServeConfig(upstream, max_rounds=4, max_concurrency=16).max_rounds
-        4
-    """
-
-    upstream: UpstreamConfig
-    api_key: str | None = field(default=None, repr=False)
-    """When set, clients must send ``Authorization: Bearer <api_key>``."""
-    max_rounds: int = 8
-    """Code runs per request at most; then the model is asked to answer."""
-    max_concurrency: int = 8
-    """Requests served at once; more wait in the queue."""
-    max_queue: int = 32
-    """Requests waiting for a slot; beyond it, 429 ``Throttling``."""
-    queue_timeout: float = 60.0
-    """Seconds a request waits in the queue before 429 ``Throttling``."""
-    max_body_bytes: int = 8 << 20
-    max_buffered_bytes: int = 64 << 20
-    """Bytes of request bodies held at once, all requests together; beyond, 429."""
-    body_timeout: float = 30.0
-    """Seconds a client has to send its whole body; then 408."""
-    header_timeout: float = 10.0
-    """Seconds a connection has to send a request's headers; then it is closed."""
-    max_connections: int = 512
-    """Open connections at most; a new one beyond gets 503 and is closed."""
-    request_timeout: float = 600.0
-    """Seconds a request may run (all rounds and code runs); then it ends with an error
-    and its sandbox is killed."""
-    public_health: bool = False
-    """``/health`` details (model, sandbox, load) for anyone; by default only for
-    clients with the key (others get ``{"status": "ok"}``)."""
-    pool_size: int = 2
-    """Warm sandbox kernels."""
-    limits: Limits = field(default_factory=Limits)
-    isolation: IsolationChoice = "auto"
-    graceful_timeout: int = 30
-    """On shutdown, seconds in-flight requests get to finish before they are cancelled."""
-    instructions: str = INSTRUCTIONS
-    """The system instruction on how to use the tool."""
-    log_content: bool = False
-    """Log request bodies sent upstream (prompts, code) at debug level."""
-
-    def build_model(self) -> UpstreamModel:
-        """The model driver these settings describe."""
-        return UpstreamModel(self.upstream, max_rounds=self.max_rounds,
-                             instructions=self.instructions, log_content=self.log_content)
+logger = logging.getLogger("qwen_ci_server.selfhost")
 
 
 def create_serve_app(config: ServeConfig, model: UpstreamModel | None = None) -> Starlette:
@@ -82,12 +28,15 @@ def create_serve_app(config: ServeConfig, model: UpstreamModel | None = None) ->
     the app's lifespan).
 
     Example:
+        >>> from qwen_ci_server.selfhost import ServeConfig, UpstreamConfig
         >>> upstream = UpstreamConfig("http://127.0.0.1:8000/v1", "Qwen/Qwen3-8B")
         >>> app = create_serve_app(ServeConfig(upstream, pool_size=0))
         >>> "/compatible-mode/v1/chat/completions" in {r.path for r in app.routes}
         True
     """
-    model = model or config.build_model()
+    model = model or UpstreamModel(config.upstream, max_rounds=config.max_rounds,
+                                   instructions=config.instructions,
+                                   log_content=config.log_content)
     app = create_app(EmulatorConfig(
         api_key=config.api_key, model=model, pool_size=config.pool_size, limits=config.limits,
         isolation=config.isolation, frame_delay=0.0, max_runs=config.max_rounds,
@@ -114,11 +63,12 @@ def create_serve_app(config: ServeConfig, model: UpstreamModel | None = None) ->
 class SelfHost(Emulator):
     """A self-hosted server on a free port in a background thread (tests, notebooks).
 
-    Same interface as :class:`~qwen_ci.emulator.Emulator` (``base_url``, ``wait_warm``,
+    Same interface as :class:`~qwen_ci_server.emulator.Emulator` (``base_url``, ``wait_warm``,
     ``stop``, context manager).
 
     Example:
         >>> from langchain_qwen_ci import ChatQwenCodeInterpreter
+        >>> from qwen_ci_server.selfhost import ServeConfig, UpstreamConfig
         >>> upstream = UpstreamConfig("http://127.0.0.1:11434/v1", "qwen3:8b")
         >>> with SelfHost(ServeConfig(upstream)) as server:  # doctest: +SKIP
         ...     llm = ChatQwenCodeInterpreter(base_url=server.base_url, api_key="any")

@@ -20,12 +20,16 @@ def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text) if "\x1b" in text else text
 
 
+POOL_SIZE = 2
+"""Warm kernels a pool keeps ready by default."""
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Limits applied to every sandboxed kernel.
 
     Example:
-        >>> from qwen_ci.sandbox import Limits
+        >>> from qwen_ci_server.sandbox import Limits
         >>> Limits(timeout=5, memory=512 * 2**20).timeout
         5
     """
@@ -85,7 +89,7 @@ class CappedText:
     """Accumulates text, keeping the first and last ``limit // 2`` characters.
 
     Example:
-        >>> from qwen_ci.sandbox.limits import CappedText
+        >>> from qwen_ci_server.sandbox.limits import CappedText
         >>> text = CappedText(20)
         >>> text.add("a" * 15 + "b" * 15)
         >>> text.value()
@@ -151,7 +155,7 @@ class ExecutionResult:
     limit). ``reset`` is true when the kernel was replaced, losing the state.
 
     Example:
-        >>> from qwen_ci.sandbox import ExecutionResult
+        >>> from qwen_ci_server.sandbox import ExecutionResult
         >>> ExecutionResult("ok", stdout="hi\\n", result="3").output
         'hi\\n3'
     """

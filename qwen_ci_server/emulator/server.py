@@ -23,13 +23,14 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from qwen_ci.emulator.app import EmulatorConfig, create_app
-from qwen_ci.emulator.model import Model
-from qwen_ci.emulator.validation import MAX_BODY_BYTES
-from qwen_ci.sandbox import KernelPool, Limits, detect_isolation
-from qwen_ci.sandbox.isolation import IsolationChoice
+from qwen_ci_server.emulator.app import create_app
+from qwen_ci_server.emulator.config import EmulatorConfig
+from qwen_ci_server.emulator.model import Model
+from qwen_ci_server.sandbox import KernelPool, Limits, detect_isolation
+from qwen_ci_server.sandbox.isolation import IsolationChoice
 
 T = TypeVar("T")
+_DEFAULTS = EmulatorConfig()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -75,7 +76,53 @@ def _refusal(limit: int) -> bytes:
     return head.encode() + body
 
 
-def guarded_http(header_timeout: float = 10.0, max_connections: int = 512) -> type[Any]:
+_HTTP: Any = AutoHTTPProtocol
+
+
+class _GuardedHTTP(_HTTP):  # type: ignore[misc]
+    """uvicorn's HTTP protocol with a header timeout and a connection limit (the two
+    class attributes, set by :func:`guarded_http`)."""
+
+    header_timeout: float
+    max_connections: int
+    _waiting_since: float | None = None
+    _timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        if len(self.server_state.connections) >= self.max_connections:
+            transport.write(_refusal(self.max_connections))
+            transport.close()
+            return
+        super().connection_made(transport)
+        self._waiting_since = self.loop.time()
+        self._schedule()
+
+    def _schedule(self) -> None:
+        self._timer = self.loop.call_later(max(0.05, self.header_timeout / 4), self._check)
+
+    def _check(self) -> None:
+        transport = getattr(self, "transport", None)
+        if transport is None or transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            self._waiting_since = None  # a request is being served
+        elif self._waiting_since is None:
+            self._waiting_since = self.loop.time()
+        elif self.loop.time() - self._waiting_since >= self.header_timeout:
+            transport.close()  # no request headers in time
+            return
+        self._schedule()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if getattr(self, "transport", None) is None:
+            return  # refused in connection_made
+        super().connection_lost(exc)
+
+
+def guarded_http(header_timeout: float, max_connections: int) -> type[Any]:
     """uvicorn's HTTP protocol with a header timeout and a connection limit.
 
     A connection waiting for a request's headers longer than ``header_timeout`` seconds
@@ -88,46 +135,8 @@ def guarded_http(header_timeout: float = 10.0, max_connections: int = 512) -> ty
     """
     if header_timeout <= 0 or max_connections < 1:
         raise ValueError("header_timeout must be positive and max_connections >= 1")
-    base: Any = AutoHTTPProtocol
-
-    class GuardedHTTP(base):  # type: ignore[misc]
-        _waiting_since: float | None = None
-        _timer: asyncio.TimerHandle | None = None
-
-        def connection_made(self, transport: asyncio.Transport) -> None:
-            if len(self.server_state.connections) >= max_connections:
-                transport.write(_refusal(max_connections))
-                transport.close()
-                return
-            super().connection_made(transport)
-            self._waiting_since = self.loop.time()
-            self._schedule()
-
-        def _schedule(self) -> None:
-            self._timer = self.loop.call_later(max(0.05, header_timeout / 4), self._check)
-
-        def _check(self) -> None:
-            transport = getattr(self, "transport", None)
-            if transport is None or transport.is_closing():
-                return
-            cycle = self.cycle
-            if cycle is not None and not cycle.response_complete:
-                self._waiting_since = None  # a request is being served
-            elif self._waiting_since is None:
-                self._waiting_since = self.loop.time()
-            elif self.loop.time() - self._waiting_since >= header_timeout:
-                transport.close()  # no request headers in time
-                return
-            self._schedule()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self._timer is not None:
-                self._timer.cancel()
-            if getattr(self, "transport", None) is None:
-                return  # refused in connection_made
-            super().connection_lost(exc)
-
-    return GuardedHTTP
+    return type("GuardedHTTP", (_GuardedHTTP,),
+                {"header_timeout": header_timeout, "max_connections": max_connections})
 
 
 def raise_open_files(wanted: int) -> int:
@@ -143,7 +152,8 @@ def raise_open_files(wanted: int) -> int:
 
 def uvicorn_server(
     app: Starlette, log_level: str = "warning", graceful_timeout: int = 3, *,
-    header_timeout: float = 10.0, max_connections: int = 512,
+    header_timeout: float = _DEFAULTS.header_timeout,
+    max_connections: int = _DEFAULTS.max_connections,
 ) -> uvicorn.Server:
     """A uvicorn server for the emulator app (no access log, short graceful shutdown:
     in-flight requests get ``graceful_timeout`` seconds to finish, then are cancelled;
@@ -165,7 +175,7 @@ class Emulator:
 
     Example:
         >>> from qwen_ci import Client, Options, build, collect
-        >>> from qwen_ci.emulator import Emulator
+        >>> from qwen_ci_server.emulator import Emulator
         >>> with Emulator() as emu:  # doctest: +SKIP
         ...     client = Client(api_key="sk-local", base_url=emu.base_url)
         ...     request = build([{"role": "user", "content": "2**100?"}], Options(),
@@ -181,15 +191,15 @@ class Emulator:
         api_key: str | None = None,
         script: str | Path | None = None,
         model: Model | None = None,
-        pool_size: int = 2,
+        pool_size: int = _DEFAULTS.pool_size,
         limits: Limits | None = None,
-        isolation: IsolationChoice = "auto",
-        frame_delay: float = 0.0,
-        max_runs: int = 8,
-        max_body_bytes: int = MAX_BODY_BYTES,
+        isolation: IsolationChoice = _DEFAULTS.isolation,
+        frame_delay: float = _DEFAULTS.frame_delay,
+        max_runs: int = _DEFAULTS.max_runs,
+        max_body_bytes: int = _DEFAULTS.max_body_bytes,
         log_level: str = "warning",
-        header_timeout: float = 10.0,
-        max_connections: int = 512,
+        header_timeout: float = _DEFAULTS.header_timeout,
+        max_connections: int = _DEFAULTS.max_connections,
     ) -> None:
         self.config = EmulatorConfig(
             api_key=api_key,
@@ -202,12 +212,12 @@ class Emulator:
             max_runs=max_runs,
             max_body_bytes=max_body_bytes,
             fail_closed=not is_loopback(host),
+            header_timeout=header_timeout,
+            max_connections=max_connections,
         )
         self.host = host
         self.port = port
         self.log_level = log_level
-        self.header_timeout = header_timeout
-        self.max_connections = max_connections
         self.graceful_timeout = 3
         """Seconds in-flight requests get to finish on :meth:`stop`."""
         self.app = create_app(self.config)
@@ -244,8 +254,8 @@ class Emulator:
         sock = bind_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
         server = uvicorn_server(self.app, self.log_level, self.graceful_timeout,
-                                header_timeout=self.header_timeout,
-                                max_connections=self.max_connections)
+                                header_timeout=self.config.header_timeout,
+                                max_connections=self.config.max_connections)
         self._server = server
 
         async def main() -> None:

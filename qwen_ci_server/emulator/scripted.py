@@ -1,6 +1,6 @@
 """The emulator's default model: deterministic and scripted, not a language model.
 
-It answers only what it fully understands (see :mod:`qwen_ci.emulator.understanding`),
+It answers only what it fully understands (see :mod:`qwen_ci_server.emulator.understanding`),
 in English and Chinese: powers, factorials, Fibonacci numbers, prime counts, sums and
 averages of number lists or ranges (also sums of squares), arithmetic expressions, a
 fenced Python block (run as is), two-step requests ("first compute X, then divide that by
@@ -20,7 +20,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
-from qwen_ci.emulator.model import (
+from qwen_ci_server.emulator.model import (
     Answer,
     Message,
     Piece,
@@ -30,7 +30,7 @@ from qwen_ci.emulator.model import (
     Thinking,
     Turn,
 )
-from qwen_ci.emulator.understanding import (
+from qwen_ci_server.emulator.understanding import (
     NUM,
     FollowUp,
     Task,
@@ -39,7 +39,7 @@ from qwen_ci.emulator.understanding import (
     is_chinese,
     only_filler,
 )
-from qwen_ci.sandbox.limits import RESET_NOTICE, cap
+from qwen_ci_server.sandbox.limits import RESET_NOTICE, cap
 
 _GREETING = re.compile(
     r"^\s*(?:hello|hi|hey|howdy|good (?:morning|afternoon|evening)|how are you|"
@@ -453,19 +453,13 @@ def _react_plan(turn: Turn) -> Plan | tuple[str, str] | None:
     system = next((m.text for m in turn.messages if m.role == "system"), "")
     if "## Tools" not in system or "> Tool Name:" not in system:
         return None
-    tools = _react_tools(system)
-    history = [m for m in turn.messages if m.role != "system"]
-    asks = [i for i, m in enumerate(history)
-            if m.role == "user" and not m.text.startswith("Observation:")]
-    if not asks:
+    exchange = _react_exchange(turn)
+    if exchange is None:
         return None
-    question = history[asks[-1]].text
-    steps = history[asks[-1] + 1 :]
-    observations = [m.text.removeprefix("Observation:").strip() for m in steps
-                    if m.role == "user" and m.text.startswith("Observation:")]
+    question, observations = exchange
     conversion = _CONVERSION.search(question)
-    rate_tool = next((t for t in tools if len(t.args) == 1 and "euro" in t.description.lower()),
-                     None)
+    rate_tool = next((t for t in _react_tools(system)
+                      if len(t.args) == 1 and "euro" in t.description.lower()), None)
     understood = conversion is not None and only_filler(
         question[: conversion.start()] + question[conversion.end() :])
     if conversion is None or rate_tool is None or not understood:
@@ -476,7 +470,26 @@ def _react_plan(turn: Turn) -> Plan | tuple[str, str] | None:
             f"{_CANNOT}\nAnswer: I am the scripted model of the qwen-ci emulator; I cannot "
             "answer this question with the provided tools.",
         )
-    amount, currency = conversion["amount"], conversion["currency"].upper()
+    return _conversion_plan(conversion["amount"], conversion["currency"].upper(), rate_tool,
+                            observations, turn.code_interpreter)
+
+
+def _react_exchange(turn: Turn) -> tuple[str, list[str]] | None:
+    """The user's last question and the tool observations that followed it."""
+    history = [m for m in turn.messages if m.role != "system"]
+    asks = [i for i, m in enumerate(history)
+            if m.role == "user" and not m.text.startswith("Observation:")]
+    if not asks:
+        return None
+    steps = history[asks[-1] + 1 :]
+    observations = [m.text.removeprefix("Observation:").strip() for m in steps
+                    if m.role == "user" and m.text.startswith("Observation:")]
+    return history[asks[-1]].text, observations
+
+
+def _conversion_plan(amount: str, currency: str, rate_tool: _Tool, observations: list[str],
+                     code_interpreter: bool) -> Plan | tuple[str, str]:
+    """Ask the rate tool, then compute the conversion with code and answer."""
     if not observations:
         action = json.dumps({rate_tool.args[0]: currency})
         return (
@@ -486,14 +499,13 @@ def _react_plan(turn: Turn) -> Plan | tuple[str, str] | None:
             f"help me answer the question.\nAction: {rate_tool.name}\nAction Input: {action}",
         )
     rate = re.fullmatch(NUM, observations[-1])
-    if rate is None or not turn.code_interpreter:
+    if rate is None or not code_interpreter:
         return (
             f"The tool did not give a rate for {currency} ({observations[-1]!r}).",
             f"{_CANNOT}\nAnswer: {rate_tool.name} returned no rate for {currency} "
             f"({observations[-1]}), so I cannot convert {amount} {currency}.",
         )
     code = f"round({amount} * {rate[0]}, 2)"
-
     before = (f"The rate is {rate[0]} euros per {currency}. I will compute {amount} × "
               f"{rate[0]} with Python.")
     return _one_run(before, code, lambda value: (
@@ -588,8 +600,8 @@ class ScriptedModel:
     """The deterministic default model of the emulator (not a language model).
 
     Example:
-        >>> from qwen_ci.emulator import ScriptedModel
-        >>> from qwen_ci.emulator.model import Message, Turn
+        >>> from qwen_ci_server.emulator import ScriptedModel
+        >>> from qwen_ci_server.emulator.model import Message, Turn
         >>> turn = Turn("qwen3-max", (Message("user", "What is 123 to the power of 21?"),))
         >>> ScriptedModel().pieces(turn)[-1]
         RunCode(code='123**21', memo=None)

@@ -5,18 +5,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from qwen_ci.config import API_KEY_ENV, BASE_URL_ENV
-from qwen_ci.sandbox import Limits, detect_isolation
-from qwen_ci.sandbox.cgroups import cgroup_support
-from qwen_ci.selfhost.app import ServeConfig, bind_socket, serve
-from qwen_ci.selfhost.logs import configure_logging
-from qwen_ci.selfhost.upstream import INSTRUCTIONS, UpstreamConfig, safe_url
+from qwen_ci_server.cli import LOCAL_KEY
+from qwen_ci_server.emulator.service import API_KEY_ENV, BASE_URL_ENV
+from qwen_ci_server.sandbox.cgroups import cgroup_support
+from qwen_ci_server.sandbox.isolation import detect_isolation
+from qwen_ci_server.sandbox.limits import Limits
+from qwen_ci_server.selfhost.app import bind_socket, serve
+from qwen_ci_server.selfhost.config import (
+    INSTRUCTIONS,
+    ServeConfig,
+    UpstreamConfig,
+    safe_url,
+    serve_defaults,
+)
+from qwen_ci_server.selfhost.logs import configure_logging
 
 
 class UsageError(ValueError):
@@ -37,8 +46,22 @@ def _env_secret(name: str | None, option: str) -> str | None:
     return value
 
 
-def config_from_args(args: argparse.Namespace) -> ServeConfig:
-    """The :class:`ServeConfig` the ``serve`` options describe; raises :class:`UsageError`."""
+_FLAGS = {"max_body_bytes": "--max-body-mb", "max_buffered_bytes": "--max-buffered-mb",
+          "graceful_timeout": "--graceful-timeout"}
+
+
+def _flag(message: str) -> str:
+    """A :class:`ServeConfig` error in the words of the command line's options."""
+    numeric = [name for name, value in serve_defaults().items() if "." not in name
+               and isinstance(value, int | float) and not isinstance(value, bool)]
+    for name in numeric:
+        flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
+        message = re.sub(rf"\b{name}\b", flag, message)
+    return message
+
+
+def _read_options(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """The ``--upstream-extra-body`` object and the instructions text."""
     extra: Any = {}
     if args.upstream_extra_body:
         try:
@@ -53,18 +76,13 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
             instructions = Path(args.instructions_file).read_text("utf-8")
         except OSError as exc:
             raise UsageError(f"--instructions-file: {exc}") from None
-    for name in ("max_rounds", "max_concurrency", "pool_size"):
-        if getattr(args, name) < (0 if name == "pool_size" else 1):
-            raise UsageError(f"--{name.replace('_', '-')} is too small.")
-    if args.max_queue < 0 or args.max_body_mb <= 0:
-        raise UsageError("--max-queue must be >= 0 and --max-body-mb > 0.")
-    if args.max_buffered_mb < args.max_body_mb:
-        raise UsageError("--max-buffered-mb must be at least --max-body-mb.")
-    for name in ("body_timeout", "header_timeout", "request_timeout"):
-        if getattr(args, name) <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive.")
-    if args.max_connections < args.max_concurrency + args.max_queue:
-        raise UsageError("--max-connections must be at least --max-concurrency + --max-queue.")
+    return extra, instructions
+
+
+def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    """The :class:`ServeConfig` the ``serve`` options describe; raises :class:`UsageError`
+    (the checks are :class:`ServeConfig`'s own, worded with the options' names)."""
+    extra, instructions = _read_options(args)
     try:
         upstream = UpstreamConfig(
             args.upstream_base_url, args.upstream_model,
@@ -74,21 +92,23 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         )
         limits = Limits(timeout=args.timeout, memory=args.memory_mb << 20, cpu=args.cpu,
                         cpus=args.cpus)
+        return ServeConfig(
+            upstream,
+            api_key=args.api_key or _env_secret(args.api_key_env, "--api-key-env"),
+            max_rounds=args.max_rounds, max_concurrency=args.max_concurrency,
+            max_queue=args.max_queue, queue_timeout=args.queue_timeout,
+            max_body_bytes=int(args.max_body_mb * (1 << 20)),
+            max_buffered_bytes=int(args.max_buffered_mb * (1 << 20)),
+            body_timeout=args.body_timeout, header_timeout=args.header_timeout,
+            max_connections=args.max_connections, request_timeout=args.request_timeout,
+            public_health=args.public_health, pool_size=args.pool_size,
+            limits=limits, isolation=args.isolation, graceful_timeout=args.graceful_timeout,
+            instructions=instructions, log_content=args.log_content,
+        )
+    except UsageError:
+        raise
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return ServeConfig(
-        upstream,
-        api_key=args.api_key or _env_secret(args.api_key_env, "--api-key-env"),
-        max_rounds=args.max_rounds, max_concurrency=args.max_concurrency,
-        max_queue=args.max_queue, queue_timeout=args.queue_timeout,
-        max_body_bytes=int(args.max_body_mb * (1 << 20)),
-        max_buffered_bytes=int(args.max_buffered_mb * (1 << 20)),
-        body_timeout=args.body_timeout, header_timeout=args.header_timeout,
-        max_connections=args.max_connections, request_timeout=args.request_timeout,
-        public_health=args.public_health, pool_size=args.pool_size,
-        limits=limits, isolation=args.isolation, graceful_timeout=args.graceful_timeout,
-        instructions=instructions, log_content=args.log_content,
-    )
+        raise UsageError(_flag(str(exc))) from None
 
 
 def check_upstream(upstream: UpstreamConfig, timeout: float = 5.0) -> str | None:
@@ -148,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
           flush=True)
     if isolation.mode != "bwrap":
         print(f"  WARNING: {isolation.warning}", flush=True)
-    key = "<your --api-key>" if config.api_key else "sk-local"
+    key = "<your --api-key>" if config.api_key else LOCAL_KEY
     print(f"  export {BASE_URL_ENV}={url} {API_KEY_ENV}={key}", flush=True)
     serve(config, sock, args.log_level)
     return 0

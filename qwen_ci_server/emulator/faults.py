@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qwen_ci.emulator.wire import (
+from qwen_ci_server.emulator.wire import (
     INTERNAL_ERROR,
     MODEL_UNAVAILABLE,
     QUOTA,

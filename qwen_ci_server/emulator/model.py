@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
-from qwen_ci.sandbox.limits import ExecutionResult
+from qwen_ci_server.sandbox.limits import ExecutionResult
 
 Role = Literal["system", "user", "assistant"]
 
@@ -38,7 +38,7 @@ class Run:
     """A code run of the current request and its result.
 
     Example:
-        >>> from qwen_ci.sandbox import ExecutionResult
+        >>> from qwen_ci_server.sandbox import ExecutionResult
         >>> Run("2**10", ExecutionResult("ok", result="1024")).result.output
         '1024'
     """
@@ -153,7 +153,7 @@ class Model(Protocol):
 
     Example:
         >>> from collections.abc import AsyncIterator
-        >>> from qwen_ci.emulator.model import Answer, Model, Piece, Turn
+        >>> from qwen_ci_server.emulator.model import Answer, Model, Piece, Turn
         >>> class Echo:
         ...     name = "echo"
         ...     async def turn(self, turn: Turn) -> AsyncIterator[Piece]:

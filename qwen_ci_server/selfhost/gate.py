@@ -13,7 +13,7 @@
 - one structured access log line per request (no prompts, no keys).
 
 Connections themselves (header timeout, connection limit) are guarded below ASGI, in
-:func:`qwen_ci.emulator.server.guarded_http`.
+:func:`qwen_ci_server.emulator.server.guarded_http`.
 """
 
 from __future__ import annotations
@@ -29,17 +29,17 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from qwen_ci.config import COMPATIBLE_PATH
-from qwen_ci.emulator.wire import (
+from qwen_ci_server.emulator.service import COMPATIBLE_PATH
+from qwen_ci_server.emulator.wire import (
     INVALID_API_KEY,
     ServiceError,
     compat_status,
     native_event,
     new_request_id,
 )
-from qwen_ci.selfhost.logs import RequestStats, bind_stats, unbind_stats
+from qwen_ci_server.selfhost.logs import RequestStats, bind_stats, unbind_stats
 
-access_logger = logging.getLogger("qwen_ci.selfhost.access")
+access_logger = logging.getLogger("qwen_ci_server.selfhost.access")
 
 SERVER_PREFIX = "qwen-ci serve: "
 

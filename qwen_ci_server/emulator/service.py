@@ -1,10 +1,11 @@
 """What the hosted service accepts, model by model: the emulator's own table.
 
 Written from the service's documentation and recorded traffic (each entry names its
-source), not taken from the client's table in :mod:`qwen_ci.config`: a wrong entry there
+source), not taken from the client's tables in :mod:`qwen_ci.config`: a wrong entry there
 must not be reproduced here, and ``tests/emulator/test_service_table.py`` compares the two.
 Only exact names are accepted, as the service does (no family patterns: a typo such as
-``qwen3-max-preveiw`` gets ``Model not exist.``).
+``qwen3-max-preveiw`` gets ``Model not exist.``). The endpoint paths are the emulator's own
+copy too: a wrong path in the client must fail against its oracle.
 
 Sources (short names used in the table):
 
@@ -36,6 +37,20 @@ from dataclasses import dataclass
 from typing import Literal
 
 Endpoint = Literal["text", "multimodal"]
+
+NATIVE_PATHS: dict[Endpoint, str] = {
+    "text": "/api/v1/services/aigc/text-generation/generation",
+    "multimodal": "/api/v1/services/aigc/multimodal-generation/generation",
+}
+"""The native protocol's paths (seed, api-ref): text models and multimodal (Plus, VL)
+models; a model sent to the other one gets ``url error, please check url!``."""
+COMPATIBLE_PATH = "/compatible-mode/v1/chat/completions"
+"""OpenAI-compatible chat completions (seed, api-ref)."""
+
+API_KEY_ENV = "DASHSCOPE_API_KEY"
+BASE_URL_ENV = "DASHSCOPE_BASE_URL"
+"""The environment variables DashScope's SDKs read (api-ref); the banner tells users to
+set them to the emulator's address."""
 ThinkingMode = Literal["never", "hybrid", "always"]
 """No thinking mode; thinking switched by ``enable_thinking``; thinking that cannot be
 turned off."""
@@ -122,4 +137,14 @@ def served(model: str, extra_models: Collection[str] = ()) -> ServedModel | None
     return SERVED.get(model)
 
 
-__all__ = ["EXTRA_MODEL", "SERVED", "Endpoint", "ServedModel", "ThinkingMode", "served"]
+__all__ = [
+    "API_KEY_ENV",
+    "BASE_URL_ENV",
+    "COMPATIBLE_PATH",
+    "EXTRA_MODEL",
+    "NATIVE_PATHS",
+    "SERVED",
+    "Endpoint",     "ServedModel",
+    "ThinkingMode",
+    "served",
+]

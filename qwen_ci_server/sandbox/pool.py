@@ -12,12 +12,12 @@ import contextlib
 import importlib.util
 import logging
 
-from qwen_ci.sandbox.cgroups import cgroup_support
-from qwen_ci.sandbox.isolation import Isolation, IsolationChoice, detect_isolation
-from qwen_ci.sandbox.kernel import Kernel, SandboxError
-from qwen_ci.sandbox.limits import ExecutionResult, Limits
+from qwen_ci_server.sandbox.cgroups import cgroup_support
+from qwen_ci_server.sandbox.isolation import Isolation, IsolationChoice, detect_isolation
+from qwen_ci_server.sandbox.kernel import Kernel, SandboxError
+from qwen_ci_server.sandbox.limits import POOL_SIZE, ExecutionResult, Limits
 
-logger = logging.getLogger("qwen_ci.sandbox")
+logger = logging.getLogger("qwen_ci_server.sandbox")
 
 
 class KernelPool:
@@ -27,7 +27,7 @@ class KernelPool:
 
     Example:
         >>> import asyncio
-        >>> from qwen_ci.sandbox import KernelPool, Limits
+        >>> from qwen_ci_server.sandbox import KernelPool, Limits
         >>> async def main() -> str:
         ...     async with KernelPool(size=1, limits=Limits(timeout=5)) as pool:
         ...         async with pool.session() as session:
@@ -39,7 +39,7 @@ class KernelPool:
 
     def __init__(
         self,
-        size: int = 2,
+        size: int = POOL_SIZE,
         limits: Limits | None = None,
         isolation: IsolationChoice | Isolation = "auto",
         *,
@@ -225,7 +225,7 @@ class SandboxSession:
 
     Example:
         >>> import asyncio
-        >>> from qwen_ci.sandbox import KernelPool
+        >>> from qwen_ci_server.sandbox import KernelPool
         >>> async def main() -> None:
         ...     async with KernelPool(size=0) as pool, pool.session() as session:
         ...         print((await session.run("print('hi')")).stdout)

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qwen_ci.emulator.model import Answer, Model, Piece, Run, RunCode, Thinking, Turn
-from qwen_ci.emulator.scripted import ScriptedModel
+from qwen_ci_server.emulator.model import Answer, Model, Piece, Run, RunCode, Thinking, Turn
+from qwen_ci_server.emulator.scripted import ScriptedModel
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _SCENARIO_KEYS = frozenset({"match", "thinking", "code", "runs", "final_thinking", "answer"})
@@ -189,8 +189,8 @@ class ScenarioModel:
     """Answers from scenarios; unmatched prompts go to ``fallback`` (or a plain answer).
 
     Example:
-        >>> from qwen_ci.emulator.script import ScenarioModel, parse_script
-        >>> from qwen_ci.emulator.model import Message, Turn
+        >>> from qwen_ci_server.emulator.script import ScenarioModel, parse_script
+        >>> from qwen_ci_server.emulator.model import Message, Turn
         >>> scenarios, _ = parse_script([{"match": "ping", "code": "print('pong')",
         ...                               "answer": "{output}!"}])
         >>> ScenarioModel(scenarios).pieces(Turn("qwen3-max", (Message("user", "ping"),)))

@@ -3,20 +3,21 @@
 Token counts are the emulator's own estimate (a simple rule, not Qwen's tokenizer):
 each CJK character, each number of up to six digits, each word (per six letters) and
 each other symbol counts as one token. A model that reports its real usage
-(:class:`~qwen_ci.emulator.model.TurnUsage`) replaces the estimate: the request's usage is
+(:class:`~qwen_ci_server.emulator.model.TurnUsage`) replaces the estimate: the request's usage is
 then the sum of the reported rounds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from qwen_ci.emulator.model import (
+from qwen_ci_server.emulator.model import (
     Answer,
     Message,
     Model,
@@ -27,7 +28,11 @@ from qwen_ci.emulator.model import (
     Turn,
     TurnUsage,
 )
-from qwen_ci.sandbox.limits import ExecutionResult
+from qwen_ci_server.sandbox.limits import ExecutionResult
+
+MAX_RUNS = 8
+"""Code runs one request may make by default (the service documents no limit; the
+emulator's own choice, also ``qwen-ci serve``'s ``--max-rounds``)."""
 
 _CJK = "\u3400-\u9fff\uf900-\ufaff"
 _TOKEN = re.compile(rf"[{_CJK}]{{1,2}}|\d{{1,6}}|[^\W\d_{_CJK}]+|\s+|.", re.DOTALL)
@@ -125,7 +130,7 @@ class SandboxSessionLike(Protocol):
     """The per-request interpreter the engine runs code in.
 
     Example:
-        >>> from qwen_ci.sandbox import KernelPool
+        >>> from qwen_ci_server.sandbox import KernelPool
         >>> isinstance(KernelPool(size=0).session().close, object)
         True
     """
@@ -140,10 +145,10 @@ class SandboxSessionLike(Protocol):
 
 
 class SandboxLike(Protocol):
-    """Where sessions come from (a :class:`~qwen_ci.sandbox.KernelPool`).
+    """Where sessions come from (a :class:`~qwen_ci_server.sandbox.KernelPool`).
 
     Example:
-        >>> from qwen_ci.sandbox import KernelPool
+        >>> from qwen_ci_server.sandbox import KernelPool
         >>> sandbox: SandboxLike = KernelPool(size=0)
     """
 
@@ -198,15 +203,32 @@ class _State:
         if reasoning:
             self.reasoning += tokens
 
+    def ran(self, result: ExecutionResult) -> None:
+        """A run ended: without real usage, the next round's prompt grows by this
+        round's output and the run's result, as the service's does."""
+        if not self.reported:
+            self.input += (self.round_output + estimate_tokens(result.feedback())
+                           + _RESULT_WRAPPER_TOKENS)
+        self.round_output = 0
+
+
+@dataclass(slots=True)
+class _Round:
+    """How one model round ended: code to run, or a stop word in the answer."""
+
+    code: str | None = None
+    memo: object = None
+    stop: str | None = None
+
 
 class Engine:
-    """Drives a :class:`~qwen_ci.emulator.model.Model` and the sandbox for one request.
+    """Drives a :class:`~qwen_ci_server.emulator.model.Model` and the sandbox for one request.
 
     Example:
         >>> import asyncio
-        >>> from qwen_ci.emulator import Engine, ScriptedModel
-        >>> from qwen_ci.emulator.engine import Generation
-        >>> from qwen_ci.emulator.model import Message
+        >>> from qwen_ci_server.emulator import Engine, ScriptedModel
+        >>> from qwen_ci_server.emulator.engine import Generation
+        >>> from qwen_ci_server.emulator.model import Message
         >>> async def main() -> str:
         ...     engine = Engine(ScriptedModel(), sandbox=None)
         ...     frames = [f async for f in engine.frames(
@@ -222,7 +244,7 @@ class Engine:
         sandbox: SandboxLike | None,
         *,
         frame_delay: float = 0.0,
-        max_runs: int = 8,
+        max_runs: int = MAX_RUNS,
     ) -> None:
         self.model = model
         self.sandbox = sandbox
@@ -243,70 +265,78 @@ class Engine:
             while True:
                 turn = Turn(gen.model, gen.messages, tuple(runs), gen.code_interpreter,
                             gen.thinking, dict(gen.options))
-                code: str | None = None
-                memo: object = None
-                stopped = False
+                outcome = _Round()
                 state.begin_round()
-                pieces = self.model.turn(turn)
-                try:
-                    async for piece in pieces:
-                        if isinstance(piece, RunCode):
-                            code, memo = piece.code, piece.memo
-                            break
-                        if isinstance(piece, TurnUsage):
-                            state.report(piece)
-                            continue
-                        if isinstance(piece, SearchResults):
-                            state.searched = True
-                            await self._pace()
-                            yield replace(state.frame(), search=piece.results)
-                            continue
-                        if isinstance(piece, Thinking):
-                            for frame in self._thinking(state, gen, piece.text):
-                                await self._pace()
-                                yield frame
-                        elif isinstance(piece, Answer):
-                            frames, reason = self._answer(state, gen, piece.text)
-                            for frame in frames:
-                                await self._pace()
-                                yield frame
-                            if reason is not None:
-                                finish, stopped = reason, True
-                                break
-                finally:
-                    aclose = getattr(pieces, "aclose", None)
-                    if aclose is not None:  # a model holding a connection frees it
-                        await aclose()
-                if stopped or code is None or not gen.code_interpreter:
-                    if not stopped and state.pending:
-                        frames, reason = self._emit(state, gen, state.pending)
-                        state.pending = ""
-                        for frame in frames:
-                            await self._pace()
-                            yield frame
-                        finish = reason or finish
+                async with contextlib.aclosing(
+                        self._model_round(state, gen, turn, outcome)) as round_frames:
+                    async for frame in round_frames:
+                        await self._pace()
+                        yield frame
+                if outcome.stop is not None or outcome.code is None or not gen.code_interpreter:
+                    frames, reason = self._flush(state, gen, outcome)
+                    for frame in frames:
+                        await self._pace()
+                        yield frame
+                    finish = reason or finish
                     break
                 if len(runs) >= self.max_runs:
                     break
-                for frame in self._announce(state, code):
+                for frame in self._announce(state, outcome.code):
                     await self._pace()
                     yield frame
                 if session is None and self.sandbox is not None:
                     session = self.sandbox.session()
-                result = await self._run(session, code)
-                runs.append(Run(code, result, memo))
-                if not state.reported:
-                    state.input += (
-                        state.round_output + estimate_tokens(result.feedback())
-                        + _RESULT_WRAPPER_TOKENS
-                    )
-                state.round_output = 0
+                result = await self._run(session, outcome.code)
+                runs.append(Run(outcome.code, result, outcome.memo))
+                state.ran(result)
             final = replace(state.frame(), finish=finish)
             await self._pace()
             yield final
         finally:
             if session is not None:
                 session.close()
+
+    async def _model_round(self, state: _State, gen: Generation, turn: Turn,
+                           outcome: _Round) -> AsyncGenerator[Frame, None]:
+        """The frames of one model round, until it asks to run code (``outcome.code``),
+        stops on a stop word (``outcome.stop``) or ends."""
+        pieces = self.model.turn(turn)
+        try:
+            async for piece in pieces:
+                if isinstance(piece, RunCode):
+                    outcome.code, outcome.memo = piece.code, piece.memo
+                    return
+                if isinstance(piece, TurnUsage):
+                    state.report(piece)
+                elif isinstance(piece, SearchResults):
+                    state.searched = True
+                    yield replace(state.frame(), search=piece.results)
+                elif isinstance(piece, Thinking):
+                    for frame in self._thinking(state, gen, piece.text):
+                        yield frame
+                elif isinstance(piece, Answer):
+                    frames, reason = self._answer(state, gen, piece.text)
+                    for frame in frames:
+                        yield frame
+                    if reason is not None:
+                        outcome.stop = reason
+                        return
+        finally:
+            aclose = getattr(pieces, "aclose", None)
+            if aclose is not None:  # a model holding a connection frees it
+                await aclose()
+
+    def _flush(self, state: _State, gen: Generation,
+               outcome: _Round) -> tuple[list[Frame], str | None]:
+        """At the end: the answer text still held back (a possible stop word's start),
+        and the finish reason."""
+        if outcome.stop is not None:
+            return [], outcome.stop
+        if not state.pending:
+            return [], None
+        frames, reason = self._emit(state, gen, state.pending)
+        state.pending = ""
+        return frames, reason
 
     @staticmethod
     async def _run(session: SandboxSessionLike | None, code: str) -> ExecutionResult:

@@ -5,7 +5,7 @@ instruction on how to use it. Its reasoning (a ``reasoning_content`` or ``reason
 delta, or ``<think>`` text) becomes thinking, its text the answer; a tool call ends the
 round: the emulator's engine runs the code in the request's sandbox and the next round
 sends the output back as the tool result. Upstream failures become the service's error
-shapes (:class:`~qwen_ci.emulator.wire.ServiceError`).
+shapes (:class:`~qwen_ci_server.emulator.wire.ServiceError`).
 """
 
 from __future__ import annotations
@@ -18,46 +18,20 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from qwen_ci.emulator.model import Answer, Piece, Run, RunCode, Thinking, Turn, TurnUsage
-from qwen_ci.emulator.wire import MODEL_UNAVAILABLE, ServiceError
 from qwen_ci.protocols.sse import SSEDecoder
 from qwen_ci.retry import RETRY_STATUSES, RetryPolicy, retry_after
-from qwen_ci.selfhost.logs import RequestStats, current_stats
-from qwen_ci.selfhost.think import ThinkSplitter
+from qwen_ci_server.emulator.engine import MAX_RUNS
+from qwen_ci_server.emulator.model import Answer, Piece, Run, RunCode, Thinking, Turn, TurnUsage
+from qwen_ci_server.emulator.wire import MODEL_UNAVAILABLE, ServiceError
+from qwen_ci_server.selfhost.config import INSTRUCTIONS, TOOL, TOOL_NAME, UpstreamConfig, safe_url
+from qwen_ci_server.selfhost.logs import RequestStats, current_stats
+from qwen_ci_server.selfhost.think import ThinkSplitter
 
-logger = logging.getLogger("qwen_ci.selfhost.upstream")
+logger = logging.getLogger("qwen_ci_server.selfhost.upstream")
 
-TOOL_NAME = "code_interpreter"
-TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": TOOL_NAME,
-        "description": (
-            "Run Python code in a stateful Jupyter kernel and return what it printed "
-            "(stdout, stderr), the value of the last expression and any error."
-        ),
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "code": {"type": "string", "description": "The Python code to run."}
-            },
-            "required": ["code"],
-        },
-    },
-}
-INSTRUCTIONS = (
-    "You can run Python with the code_interpreter tool. Use it for every calculation, "
-    "data processing or check that code can do, instead of computing in your head; pass "
-    "a complete program in `code`. The code runs in a stateful Jupyter kernel: variables, "
-    "imports and files persist between calls while you answer this message. You get "
-    "back stdout, stderr, the value of the last expression and any error. The sandbox "
-    "has no network access. Never ask the user to run code: run it, read the output, "
-    "fix the code if it failed, and base your answer on the real output."
-)
 LIMIT_NOTE = (
     "[The limit of {n} code runs for this request has been reached: no more code can run. "
     "Answer now with what you have.]"
@@ -80,73 +54,6 @@ _BY_STATUS: dict[int, tuple[str, str, str]] = {
     500: ("InternalError", "internal_error", "internal_error"),
     503: ("ModelUnavailable", "ModelUnavailable", "service_unavailable"),
 }
-
-
-def chat_completions_url(base_url: str) -> str:
-    """``{base_url}/chat/completions``; a bare host gets ``/v1`` (vLLM, Ollama, LM Studio,
-    llama.cpp all serve there), a pasted full endpoint is kept."""
-    parts = urlsplit(base_url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"upstream base URL {base_url!r} is not an http(s) URL, for "
-                         "example http://127.0.0.1:8000/v1")
-    path = parts.path.rstrip("/")
-    if path.endswith("/chat/completions"):
-        path = path[: -len("/chat/completions")]
-    if not path:
-        path = "/v1"
-    return urlunsplit((parts.scheme, parts.netloc, path + "/chat/completions", parts.query, ""))
-
-
-def safe_url(url: str) -> str:
-    """``url`` without any ``user:password@`` part (for logs and banners)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-@dataclass(frozen=True)
-class UpstreamConfig:
-    """Where the model runs: an OpenAI-compatible ``/chat/completions`` endpoint.
-
-    The API key never appears in the repr, in logs or in error messages.
-
-    Example:
-        >>> config = UpstreamConfig("http://127.0.0.1:11434/v1", "qwen3:8b", api_key="sk-x")
-        >>> config.url
-        'http://127.0.0.1:11434/v1/chat/completions'
-        >>> "sk-x" in repr(config)
-        False
-    """
-
-    base_url: str
-    """The OpenAI base URL, e.g. ``http://127.0.0.1:8000/v1``."""
-    model: str
-    """The upstream's model name."""
-    api_key: str | None = field(default=None, repr=False)
-    """Sent as ``Authorization: Bearer``; None for servers without auth."""
-    timeout: float = 600.0
-    """Seconds to wait for the next byte from the upstream."""
-    connect_timeout: float = 10.0
-    max_retries: int = 2
-    """Retries of an upstream call before its first byte (connection errors, 429, 5xx)."""
-    retry_backoff: float = 0.5
-    extra_body: Mapping[str, Any] = field(default_factory=dict)
-    """Merged into every request body (e.g. ``{"chat_template_kwargs": {...}}``)."""
-    echo_reasoning: bool = True
-    """Send a round's reasoning back with its tool call, in the field the upstream used
-    (interleaved-thinking models need it)."""
-    include_usage: bool = True
-    """Ask for ``stream_options.include_usage``."""
-
-    def __post_init__(self) -> None:
-        if not self.model.strip():
-            raise ValueError("the upstream model name is empty")
-        chat_completions_url(self.base_url)
-
-    @property
-    def url(self) -> str:
-        """The chat completions endpoint."""
-        return chat_completions_url(self.base_url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,13 +196,13 @@ def unavailable(detail: str) -> ServiceError:
 
 
 class UpstreamModel:
-    """A :class:`~qwen_ci.emulator.model.Model` backed by an OpenAI-compatible server.
+    """A :class:`~qwen_ci_server.emulator.model.Model` backed by an OpenAI-compatible server.
 
     Plug it into the emulator (or use ``qwen-ci serve``) to serve DashScope's code
     interpreter with your own model and sandbox.
 
     Example:
-        >>> from qwen_ci.emulator import Emulator
+        >>> from qwen_ci_server.emulator import Emulator
         >>> model = UpstreamModel(UpstreamConfig("http://127.0.0.1:11434/v1", "qwen3:8b"))
         >>> model.name
         'qwen3:8b'
@@ -307,7 +214,7 @@ class UpstreamModel:
         self,
         config: UpstreamConfig,
         *,
-        max_rounds: int = 8,
+        max_rounds: int = MAX_RUNS,
         instructions: str = INSTRUCTIONS,
         log_content: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,

@@ -11,10 +11,10 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from qwen_ci.emulator.engine import Generation
-from qwen_ci.emulator.model import Message, Role
-from qwen_ci.emulator.service import Endpoint, ServedModel, served
-from qwen_ci.emulator.wire import (
+from qwen_ci_server.emulator.engine import Generation
+from qwen_ci_server.emulator.model import Message, Role
+from qwen_ci_server.emulator.service import Endpoint, ServedModel, served
+from qwen_ci_server.emulator.wire import (
     URL_ERROR,
     ServiceError,
     emulator_invalid,

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from qwen_ci.emulator.engine import Frame
+from qwen_ci_server.emulator.engine import Frame
 
 EMULATOR_PREFIX = "qwen-ci emulator: "
 """Messages of errors whose real text is unknown start with this."""

@@ -36,9 +36,15 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.connect import write_connection_file
 from zmq.utils.monitor import parse_monitor_message
 
-from qwen_ci.sandbox.cgroups import Cgroup, CgroupSupport, cgroup_support
-from qwen_ci.sandbox.isolation import Isolation, detect_isolation, kernel_command, write_etc
-from qwen_ci.sandbox.limits import (
+from qwen_ci_server.sandbox.cgroups import Cgroup, CgroupSupport, cgroup_support
+from qwen_ci_server.sandbox.isolation import (
+    Isolation,
+    KernelCommand,
+    detect_isolation,
+    kernel_command,
+    write_etc,
+)
+from qwen_ci_server.sandbox.limits import (
     CappedText,
     ExecutionResult,
     Limits,
@@ -46,8 +52,8 @@ from qwen_ci.sandbox.limits import (
     cap,
     strip_ansi,
 )
-from qwen_ci.sandbox.procs import process_tree
-from qwen_ci.sandbox.seccomp import filter_fd, filter_program
+from qwen_ci_server.sandbox.procs import process_tree
+from qwen_ci_server.sandbox.seccomp import filter_fd, filter_program
 
 _POLL = 0.2  # seconds between liveness checks while waiting for output
 _CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
@@ -110,7 +116,7 @@ class Kernel:
 
     Example:
         >>> import asyncio
-        >>> from qwen_ci.sandbox import Kernel, Limits
+        >>> from qwen_ci_server.sandbox import Kernel, Limits
         >>> async def main() -> str:
         ...     kernel = Kernel(Limits(timeout=5))
         ...     await kernel.start()
@@ -189,8 +195,7 @@ class Kernel:
     def _launch(self) -> None:
         base = tempfile.mkdtemp(prefix="qwen-ci-sandbox-")
         self._dir = base
-        run_dir = os.path.join(base, "run")
-        work_dir = os.path.join(base, "work")
+        run_dir, work_dir = os.path.join(base, "run"), os.path.join(base, "work")
         os.mkdir(run_dir, 0o700)
         os.mkdir(work_dir, 0o700)
         connection_file = os.path.join(run_dir, "kernel.json")
@@ -226,22 +231,9 @@ class Kernel:
             )
             self.uid = command.uid
             if command.uid is not None:
-                os.chmod(base, 0o711)
-                for path in (run_dir, work_dir, connection_file):
-                    os.chown(path, command.uid, command.uid)
-                if bwrap:
-                    write_etc(etc_dir, command.uid)
-            self._stderr = open(os.path.join(base, "kernel.log"), "w+b")  # noqa: SIM115
-            self._proc = subprocess.Popen(
-                command.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=self._stderr,
-                stderr=self._stderr,
-                env=command.env,
-                cwd=command.cwd,
-                start_new_session=True,
-                pass_fds=command.pass_fds,
-            )
+                self._hand_over(command.uid, base, (run_dir, work_dir, connection_file),
+                                etc_dir if bwrap else None)
+            self._start(command, os.path.join(base, "kernel.log"))
         finally:
             if seccomp is not None:
                 os.close(seccomp)
@@ -249,6 +241,28 @@ class Kernel:
         client = AsyncKernelClient(connection_file=connection_file, context=self._context)
         client.load_connection_file()
         self._client = client
+
+    @staticmethod
+    def _hand_over(uid: int, base: str, paths: tuple[str, ...], etc_dir: str | None) -> None:
+        """Give the sandbox user its run files (root only: the code runs as ``uid``)."""
+        os.chmod(base, 0o711)
+        for path in paths:
+            os.chown(path, uid, uid)
+        if etc_dir is not None:
+            write_etc(etc_dir, uid)
+
+    def _start(self, command: KernelCommand, log: str) -> None:
+        self._stderr = open(log, "w+b")  # noqa: SIM115
+        self._proc = subprocess.Popen(
+            command.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._stderr,
+            stderr=self._stderr,
+            env=command.env,
+            cwd=command.cwd,
+            start_new_session=True,
+            pass_fds=command.pass_fds,
+        )
 
     async def _connect(self, limit: float) -> None:
         """Connect once the kernel created its sockets, through hard links in a directory

@@ -9,8 +9,6 @@ import hmac
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -21,20 +19,18 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from qwen_ci.config import COMPATIBLE_PATH, NATIVE_PATHS, Endpoint
-from qwen_ci.emulator.engine import Engine, Frame
-from qwen_ci.emulator.faults import HEADER, Faults, parse_faults
-from qwen_ci.emulator.model import Model
-from qwen_ci.emulator.scripted import ScriptedModel
-from qwen_ci.emulator.validation import (
-    MAX_BODY_BYTES,
+from qwen_ci_server.emulator.config import EmulatorConfig
+from qwen_ci_server.emulator.engine import Engine, Frame
+from qwen_ci_server.emulator.faults import HEADER, Faults, parse_faults
+from qwen_ci_server.emulator.service import COMPATIBLE_PATH, NATIVE_PATHS, Endpoint
+from qwen_ci_server.emulator.validation import (
     Parsed,
     load_body,
     parse_compatible,
     parse_native,
     too_large,
 )
-from qwen_ci.emulator.wire import (
+from qwen_ci_server.emulator.wire import (
     INTERNAL_ERROR,
     INVALID_API_KEY,
     NATIVE_HEADERS,
@@ -48,11 +44,10 @@ from qwen_ci.emulator.wire import (
     native_text_payload,
     new_request_id,
 )
-from qwen_ci.sandbox import KernelPool, Limits
-from qwen_ci.sandbox.isolation import IsolationChoice
+from qwen_ci_server.sandbox import KernelPool
 
 SSE_TYPE = "text/event-stream;charset=UTF-8"
-logger = logging.getLogger("qwen_ci.emulator")
+logger = logging.getLogger("qwen_ci_server.emulator")
 _LOG: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("qwen_ci_emulator_log")
 
 
@@ -102,49 +97,6 @@ class _RequestLog:
                 record["status"], time.perf_counter() - start, record["code_runs"],
                 record["request_id"],
             )
-
-
-@dataclass
-class EmulatorConfig:
-    """Settings of one emulator instance.
-
-    Example:
-        >>> from qwen_ci.emulator import EmulatorConfig
-        >>> EmulatorConfig(api_key="sk-test", pool_size=1).pool_size
-        1
-    """
-
-    api_key: str | None = None
-    """When set, requests must send ``Authorization: Bearer <api_key>``."""
-    model: Model | None = None
-    """The model; default: the scripted model, or the ``script`` scenarios."""
-    script: str | Path | None = None
-    """A YAML/JSON scenario file (see :mod:`qwen_ci.emulator.script`)."""
-    pool_size: int = 2
-    limits: Limits = field(default_factory=Limits)
-    isolation: IsolationChoice = "auto"
-    frame_delay: float = 0.0
-    """Seconds between frames (0: as fast as possible)."""
-    max_body_bytes: int = MAX_BODY_BYTES
-    """Largest request body accepted; larger ones get a 400."""
-    max_runs: int = 8
-    """Code runs per request at most."""
-    extra_models: tuple[str, ...] = ()
-    """Model names accepted besides the service's table (self-hosted mode)."""
-    faults: bool = True
-    """Honour the ``X-Emulator-Fault`` header (off in self-hosted mode)."""
-    fail_closed: bool = False
-    """Refuse to start without working bubblewrap unless ``isolation='none'``."""
-
-    def build_model(self) -> Model:
-        """The model this configuration asks for."""
-        if self.model is not None:
-            return self.model
-        if self.script is not None:
-            from qwen_ci.emulator.script import load_script
-
-            return load_script(self.script)
-        return ScriptedModel()
 
 
 class _EventStream(StreamingResponse):
@@ -464,7 +416,7 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
     """The emulator as an ASGI app (the kernel pool starts with the app's lifespan).
 
     Example:
-        >>> from qwen_ci.emulator import EmulatorConfig, create_app
+        >>> from qwen_ci_server.emulator import EmulatorConfig, create_app
         >>> app = create_app(EmulatorConfig(pool_size=0))
         >>> sorted(route.path for route in app.routes)[0]
         '/api/v1/services/aigc/multimodal-generation/generation'
