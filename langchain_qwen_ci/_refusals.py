@@ -10,17 +10,13 @@ from __future__ import annotations
 import sys
 from types import FrameType
 
-from qwen_ci.request import TOOLS_ERROR
+from qwen_ci.request import NO_FUNCTION_CALLING, TOOLS_ERROR
 
 RECIPES = (
     "What works: make the interpreter a tool of an agent whose model does function "
     "calling (the README's recipe 'Your tools and the interpreter', "
     "examples/langchain_agents.py), or a text ReAct agent that describes the tools in the "
     "prompt (same example)."
-)
-NO_FUNCTION_CALLING = (
-    "the Qwen code interpreter cannot be combined with function calling (DashScope "
-    "rejects a request that enables both)."
 )
 LANGGRAPH = (
     "LangGraph's create_react_agent(model, tools) gives the tools to the model through "

@@ -14,8 +14,9 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.messages import content as types
 from langchain_core.messages.block_translators import register_translator
 
+from qwen_ci.events import TOOL_NAME
+
 PROVIDER = "qwen_code_interpreter"
-TOOL_NAME = "code_interpreter"
 
 
 def run_id(message_id: str | None, code: str, occurrence: int = 0) -> str:

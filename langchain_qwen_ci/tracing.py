@@ -37,13 +37,19 @@ from langchain_core.callbacks import (
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 
-from qwen_ci.events import CodeRun, CodeStart, Event, Finish, ReasoningDelta, TextDelta
-
-TOOL_NAME = "code_interpreter"
-TOOL_DESCRIPTION = (
-    "Python executed by Qwen's hosted code interpreter (the service returns no output)"
+from qwen_ci.events import (
+    NO_OUTPUT,
+    TOOL_DESCRIPTION,
+    TOOL_NAME,
+    CodeRun,
+    CodeStart,
+    Event,
+    Finish,
+    ReasoningDelta,
+    TextDelta,
 )
-TOOL_OUTPUT = "(executed by the service; its output is not returned to the client)"
+
+TOOL_OUTPUT = NO_OUTPUT
 CODE_EVENT = "code_interpreter"
 """Custom event dispatched on the model's run when a run is final (``{"index", "code"}``)."""
 CODE_START_EVENT = "code_interpreter_start"

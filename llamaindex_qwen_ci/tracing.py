@@ -30,12 +30,17 @@ from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.span import active_span_id
 from llama_index_instrumentation import get_dispatcher
 
-from qwen_ci.events import CodeRun, CodeStart, Event, Finish, ReasoningDelta, Usage
-
-TOOL_NAME = "code_interpreter"
-TOOL_DESCRIPTION = (
-    "Python executed by Qwen's hosted code interpreter (the service returns no output)"
+from qwen_ci.events import (
+    TOOL_DESCRIPTION,
+    TOOL_NAME,
+    CodeRun,
+    CodeStart,
+    Event,
+    Finish,
+    ReasoningDelta,
+    Usage,
 )
+
 INDEX_KEY = "code_interpreter_index"
 COUNT_KEY = "code_interpreter_count"
 

@@ -1,21 +1,19 @@
-"""The ``qwen-ci`` command: ``emulator`` (a local DashScope), ``serve`` (self-hosted: any
-OpenAI-compatible model with a local sandbox) and ``ask`` (one question).
+"""The ``qwen-ci`` command: ``ask`` (one question), and the servers' commands
+``emulator`` (a local DashScope) and ``serve`` (self-hosted: any OpenAI-compatible model
+with a local sandbox), which :mod:`qwen_ci_server.cli` adds when it is installed.
 
 ::
 
+    qwen-ci ask "123的21次方是多少？" [--base-url URL] [--protocol dashscope|openai]
     qwen-ci emulator [--host 127.0.0.1] [--port 8765] [--api-key KEY] [--script FILE]
     qwen-ci serve --upstream-base-url URL --upstream-model NAME [--upstream-api-key-env VAR]
-    qwen-ci ask "123的21次方是多少？" [--base-url URL] [--protocol dashscope|openai]
 
-The emulator and ``serve`` need the ``emulator`` extra; ``ask`` renders with rich when
-installed.
+The server commands need the ``emulator`` extra; ``ask`` renders with rich when installed.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -30,19 +28,10 @@ from qwen_ci.config import (
     REGION_HOSTS,
     is_loopback,
 )
+from qwen_ci.version import __version__
 
-EXTRA_HINT = "pip install 'qwen-code-interpreter[emulator]'"
-LOCAL_KEY = "sk-emulator"
+LOCAL_KEY = "sk-local"
 """Key ``ask`` sends to a local URL when none is configured."""
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("qwen-code-interpreter")
-    except Exception:  # not installed as a distribution (a source checkout)
-        return "unknown"
 
 
 class _FORMAT(argparse.ArgumentDefaultsHelpFormatter):
@@ -59,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="qwen-ci", description="Qwen's code interpreter: ask, a local emulator, "
         "self-hosting.", formatter_class=_FORMAT,
     )
-    parser.add_argument("--version", action="version", version=f"qwen-ci {_version()}")
+    parser.add_argument("--version", action="version", version=f"qwen-ci {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ask = sub.add_parser(
@@ -82,165 +71,19 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--timeout", type=float, default=None,
                      help="seconds to wait for the next byte (default: 300)")
 
-    emu = sub.add_parser("emulator", help="run the local DashScope emulator",
-                         description="Serve DashScope's code interpreter endpoints locally.",
-                         formatter_class=_FORMAT)
-    emu.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    emu.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
-    emu.add_argument("--api-key", default=None,
-                     help="require this key (default: accept any key)")
-    emu.add_argument("--script", default=None,
-                     help="YAML/JSON scenario file (default: the built-in scripted model)")
-    emu.add_argument("--pool-size", type=int, default=2, help="warm kernels")
-    emu.add_argument("--timeout", type=float, default=30.0,
-                     help="wall-clock seconds per code run")
-    emu.add_argument("--memory-mb", type=int, default=2048,
-                     help="address space per sandbox process in MiB")
-    emu.add_argument("--cpu", type=int, default=120, help="CPU seconds per kernel")
-    emu.add_argument("--isolation", choices=["auto", "bwrap", "none"], default="auto",
-                     help="sandbox isolation (auto: bubblewrap when it works)")
-    emu.add_argument("--frame-delay", type=float, default=0.02,
-                     help="seconds between frames (0 for fastest)")
-    emu.add_argument("--log-level", default="info",
-                     choices=["critical", "error", "warning", "info", "debug"],
-                     help="log level (info: one line per request)")
-
-    _serve_parser(sub)
+    _server_commands(sub)
     return parser
 
 
-def _serve_parser(sub: Any) -> None:
-    serve = sub.add_parser(
-        "serve", help="serve the code interpreter with your own model (self-hosted)",
-        description="DashScope's code interpreter endpoints backed by any OpenAI-compatible "
-                    "model with function calling, and a local sandbox.",
-        formatter_class=_FORMAT)
-    up = serve.add_argument_group("upstream model")
-    up.add_argument("--upstream-base-url", required=True,
-                    help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
-    up.add_argument("--upstream-model", required=True, help="the upstream's model name")
-    up.add_argument("--upstream-api-key-env", default=None, metavar="VAR",
-                    help="environment variable holding the upstream's API key (default: send none)")
-    up.add_argument("--upstream-timeout", type=float, default=600.0,
-                    help="seconds to wait for the upstream's next byte")
-    up.add_argument("--upstream-max-retries", type=int, default=0,
-                    help="retries of an upstream call before its first byte (clients of "
-                    "this server retry themselves; retrying here too multiplies the waits)")
-    up.add_argument("--upstream-check", choices=["warn", "refuse", "off"], default="warn",
-                    help="at start, check that the upstream answers; warn or refuse to start "
-                    "when it does not")
-    up.add_argument("--upstream-extra-body", default=None, metavar="JSON",
-                    help="JSON object merged into every upstream request (default: none)")
-    up.add_argument("--no-echo-reasoning", action="store_true",
-                    help="do not send a round's reasoning back with its tool call")
-    up.add_argument("--instructions-file", default=None,
-                    help="system instruction on using the tool (default: built in)")
-    srv = serve.add_argument_group("server")
-    srv.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    srv.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
-    srv.add_argument("--api-key", default=None, help="require this key (default: accept any key)")
-    srv.add_argument("--api-key-env", default=None, metavar="VAR",
-                     help="require the key held by this environment variable (default: none)")
-    srv.add_argument("--max-rounds", type=int, default=8,
-                     help="code runs per request at most")
-    srv.add_argument("--max-concurrency", type=int, default=8,
-                     help="requests served at once")
-    srv.add_argument("--max-queue", type=int, default=32,
-                     help="requests waiting for a slot; beyond: 429 Throttling")
-    srv.add_argument("--queue-timeout", type=float, default=60.0,
-                     help="seconds a request may wait for a slot")
-    srv.add_argument("--max-body-mb", type=float, default=8.0,
-                     help="largest request body in MiB")
-    srv.add_argument("--graceful-timeout", type=int, default=30,
-                     help="on SIGTERM, seconds in-flight requests get to finish")
-    srv.add_argument("--max-buffered-mb", type=float, default=64.0,
-                     help="request body MiB held at once, all requests")
-    srv.add_argument("--body-timeout", type=float, default=30.0,
-                     help="seconds a client has to send its body")
-    srv.add_argument("--header-timeout", type=float, default=10.0,
-                     help="seconds a connection has to send its headers")
-    srv.add_argument("--max-connections", type=int, default=512,
-                     help="open connections at most; beyond: 503 and closed")
-    srv.add_argument("--request-timeout", type=float, default=600.0,
-                     help="seconds a request may run in all")
-    srv.add_argument("--public-health", action="store_true",
-                     help="/health details for anyone (default: only with the key)")
-    srv.add_argument("--log-level", default="info",
-                     choices=["critical", "error", "warning", "info", "debug"],
-                     help="log level (info: one line per request)")
-    srv.add_argument("--log-format", default="json", choices=["json", "text"],
-                     help="log lines as JSON objects or as text")
-    srv.add_argument("--log-content", action="store_true",
-                     help="log what is sent upstream (prompts, code) at debug level")
-    box = serve.add_argument_group("sandbox")
-    box.add_argument("--pool-size", type=int, default=2, help="warm kernels")
-    box.add_argument("--timeout", type=float, default=30.0,
-                     help="wall-clock seconds per code run")
-    box.add_argument("--memory-mb", type=int, default=2048,
-                     help="memory of one request's sandbox in MiB: all its processes and "
-                          "files (per process without a cgroup)")
-    box.add_argument("--cpu", type=int, default=120, help="CPU seconds per kernel")
-    box.add_argument("--cpus", type=float, default=1.0,
-                     help="CPUs one request's sandbox may use at once")
-    box.add_argument("--isolation", choices=["auto", "bwrap", "none"], default="auto",
-                     help="bubblewrap is required unless 'none' (unisolated, on purpose)")
-
-
-# ---------------------------------------------------------------------- emulator
-
-
-def _emulator(args: argparse.Namespace) -> int:
+def _server_commands(sub: Any) -> None:
+    """Add ``emulator`` and ``serve`` from the servers' package, when it is installed."""
     try:
-        import uvicorn  # noqa: F401
-
-        from qwen_ci.emulator.app import EmulatorConfig, create_app
-        from qwen_ci.emulator.server import bind_socket, is_loopback, uvicorn_server
-        from qwen_ci.sandbox import Limits, detect_isolation
-    except ImportError as exc:
-        print(f"qwen-ci emulator needs the emulator extra ({exc.name} is missing): "
-              f"{EXTRA_HINT}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
-    try:
-        limits = Limits(timeout=args.timeout, memory=args.memory_mb << 20, cpu=args.cpu)
-        isolation = detect_isolation(args.isolation)
-        # fail closed: reachable from other machines, the sandbox must be isolated
-        refusal = None if is_loopback(args.host) else isolation.refusal(
-            f"qwen-ci emulator on {args.host}")
-        if refusal is not None:
-            print(refusal, file=sys.stderr)
-            return 2
-        config = EmulatorConfig(
-            api_key=args.api_key, script=args.script, pool_size=args.pool_size,
-            limits=limits, isolation=args.isolation, frame_delay=args.frame_delay,
-        )
-        app = create_app(config)
-        sock = bind_socket(args.host, args.port)
-    except (ValueError, RuntimeError, OSError) as exc:
-        print(f"qwen-ci emulator: {exc}", file=sys.stderr)
-        return 2
-    port = sock.getsockname()[1]
-    url = f"http://{args.host}:{port}"
-    model = "script " + str(args.script) if args.script else "scripted (deterministic)"
-    print(f"qwen-ci emulator on {url}  model: {model}  sandbox: {isolation.mode}", flush=True)
-    key = "<your --api-key>" if args.api_key else LOCAL_KEY  # never echo a real key
-    print(f"  export {BASE_URL_ENV}={url} {API_KEY_ENV}={key}",
-          flush=True)
-    server = uvicorn_server(app, args.log_level)
-    # uvicorn re-raises Ctrl-C after its graceful shutdown
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run(sockets=[sock])
-    return 0
-
-
-def _serve(args: argparse.Namespace) -> int:
-    try:
-        from qwen_ci.selfhost.cli import run
-    except ImportError as exc:
-        print(f"qwen-ci serve needs the emulator extra ({exc.name} is missing): {EXTRA_HINT}",
-              file=sys.stderr)
-        return 2
-    return run(args)
+        from qwen_ci_server.cli import add_commands
+    except ModuleNotFoundError as exc:
+        if exc.name != "qwen_ci_server":
+            raise
+        return  # the servers are not installed: qwen-ci offers only ask
+    add_commands(sub, _FORMAT)
 
 
 # ---------------------------------------------------------------------- ask
@@ -436,12 +279,12 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
     base_url = args.base_url
     if args.emulator:
         try:
-            from qwen_ci.emulator import Emulator
-        except ImportError as exc:
-            print(f"--emulator needs the emulator extra ({exc.name} is missing): {EXTRA_HINT}",
-                  file=sys.stderr)
+            from qwen_ci_server.emulator import Emulator
+
+            emulator = Emulator(pool_size=1).start()
+        except ImportError as exc:  # the servers' package or its extra is not installed
+            print(f"--emulator needs the local emulator: {exc}", file=sys.stderr)
             return 2
-        emulator = Emulator(pool_size=1).start()
         base_url = emulator.base_url
     key = _ask_key(args, base_url)
     renderer = _Renderer(out)
@@ -471,10 +314,10 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``qwen-ci`` console script."""
     args = _parser().parse_args(argv)
-    if args.command == "emulator":
-        return _emulator(args)
-    if args.command == "serve":
-        return _serve(args)
+    if args.command != "ask":
+        from qwen_ci_server.cli import run
+
+        return run(args)
     return _ask(args, out or sys.stdout)
 
 

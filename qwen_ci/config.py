@@ -7,6 +7,7 @@ changes its model list.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -123,9 +124,18 @@ def is_loopback(url: str | None) -> bool:
     Example:
         >>> is_loopback("http://127.0.0.1:8765"), is_loopback("https://dashscope.aliyuncs.com")
         (True, False)
+        >>> is_loopback("http://[::1]:8765"), is_loopback("http://127.example.com")
+        (True, False)
     """
     host = urlsplit(url).hostname if url else None
-    return host in ("127.0.0.1", "localhost", "::1") or bool(host and host.startswith("127."))
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name other than localhost
+        return False
 
 
 def model_info(model: str) -> ModelInfo:

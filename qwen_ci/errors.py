@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from qwen_ci.retry import RETRY_STATUSES
+
 if TYPE_CHECKING:
     from qwen_ci.result import Result
 
@@ -114,9 +116,15 @@ class QuotaExceededError(RateLimitError):
 
 
 class ServerError(APIError):
-    """HTTP 5xx; retried with backoff before output starts."""
+    """HTTP 5xx; retried with backoff before output starts when the one retry policy
+    (:data:`qwen_ci.retry.RETRY_STATUSES`: 500, 502, 503, 504) lists its status, or
+    when the status is unknown (an ``InternalError`` frame)."""
 
     retryable = True
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.retryable = self.status is None or self.status in RETRY_STATUSES
 
 
 class ServiceUnavailableError(ServerError):

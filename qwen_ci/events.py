@@ -5,6 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+TOOL_NAME = "code_interpreter"
+"""The built-in tool's name: in ``tool_info`` entries, plugin counts and every trace."""
+TOOL_DESCRIPTION = "Python executed by Qwen's hosted code interpreter"
+"""How tracers describe the tool step of a run."""
+NO_OUTPUT = "(executed by the service; its output is not returned to the client)"
+"""A run's output where the protocol does not return it."""
+
 
 @dataclass(frozen=True, slots=True)
 class ReasoningDelta:
@@ -44,7 +51,7 @@ class CodeRun:
 
     def to_tool_info(self) -> dict[str, Any]:
         """The run in DashScope's own ``tool_info`` entry shape."""
-        return {"type": "code_interpreter", "code_interpreter": {"code": self.code}}
+        return {"type": TOOL_NAME, TOOL_NAME: {"code": self.code}}
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,11 +25,16 @@ from qwen_ci.config import (
 )
 from qwen_ci.errors import InvalidRequestError
 
-TOOLS_ERROR = (
-    "The Qwen code interpreter cannot be combined with function calling: DashScope "
+NO_FUNCTION_CALLING = (
+    "the Qwen code interpreter cannot be combined with function calling: DashScope "
     "rejects a request that enables both (enable_code_interpreter and tools are mutually "
-    "exclusive). Remove {what}. To combine the interpreter with your own tools, use a "
-    "ReAct-style agent, which describes tools in text and needs no function calling."
+    "exclusive)."
+)
+"""Why function calling is refused: the one wording, used by every refusal."""
+TOOLS_ERROR = (
+    NO_FUNCTION_CALLING[0].upper() + NO_FUNCTION_CALLING[1:] + " Remove {what}. To combine "
+    "the interpreter with your own tools, use a ReAct-style agent, which describes tools in "
+    "text and needs no function calling."
 )
 STRUCTURED_ERROR = (
     "Structured output / JSON mode ({what}) is not available: the code interpreter needs "

@@ -1,7 +1,7 @@
 """The one retry policy: which failures are retried, how long to wait, ``Retry-After``.
 
 Used by the client (:mod:`qwen_ci.client`) and by ``qwen-ci serve`` towards its upstream
-(:mod:`qwen_ci.selfhost.upstream`). Retries happen only before the first byte of output:
+(:mod:`qwen_ci_server.selfhost.upstream`). Retries happen only before the first byte of output:
 a retry after output started would bill twice and run the code twice. The callers own
 that rule; this module decides the delays.
 """

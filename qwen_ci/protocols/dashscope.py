@@ -78,19 +78,7 @@ class DashScopeParser:
     def feed(self, sse: SSEEvent) -> list[Event]:
         """Events produced by one SSE event; raises the service's error frames."""
         obj = load_frame(sse.data)
-        rid = obj.get("request_id")
-        if isinstance(rid, str):
-            self._request_id = rid
-        if sse.event == "error" or (sse.status is not None and sse.status >= 400):
-            raise frame_error(obj, sse.status, self._request_id)
-        output = obj.get("output")
-        if not isinstance(output, dict):
-            if "code" in obj and ("message" in obj or "msg" in obj):
-                raise frame_error(obj, sse.status, self._request_id)
-            raise ProtocolError(
-                "Frame has no 'output' object: " + repr(bytes(sse.data[:200])),
-                request_id=self._request_id,
-            )
+        output = self._output_of(obj, sse)
         if self._finished:
             return []
         self.started = True
@@ -106,27 +94,48 @@ class DashScopeParser:
         tool_info = output.get("tool_info")
         if tool_info:
             self._snapshot(tool_info, events)
-        finish_reason: Any = None
-        choices = output.get("choices")
-        if choices and isinstance(choices, list) and isinstance(choices[0], dict):
-            choice = choices[0]
-            message = choice.get("message")
-            if isinstance(message, dict):
-                reasoning = message.get("reasoning_content")
-                text = _text_of(message.get("content"))
-                if reasoning or text:
-                    self._resumed(events)
-                    if reasoning and isinstance(reasoning, str):
-                        events.append(ReasoningDelta(reasoning))
-                    if text:
-                        events.append(TextDelta(text))
-            finish_reason = choice.get("finish_reason")
+        finish_reason = self._message(output, events)
         if finish_reason is not None and finish_reason != "null":
             self._finalize(len(self._codes), events)
             self._finished = True
             events.append(self._final_usage())
             events.append(Finish(str(finish_reason), self._request_id, self._model, obj))
         return events
+
+    def _output_of(self, obj: dict[str, Any], sse: SSEEvent) -> dict[str, Any]:
+        """The frame's ``output`` object; raises the error a frame carries instead."""
+        rid = obj.get("request_id")
+        if isinstance(rid, str):
+            self._request_id = rid
+        if sse.event == "error" or (sse.status is not None and sse.status >= 400):
+            raise frame_error(obj, sse.status, self._request_id)
+        output = obj.get("output")
+        if isinstance(output, dict):
+            return output
+        if "code" in obj and ("message" in obj or "msg" in obj):
+            raise frame_error(obj, sse.status, self._request_id)
+        raise ProtocolError(
+            "Frame has no 'output' object: " + repr(bytes(sse.data[:200])),
+            request_id=self._request_id,
+        )
+
+    def _message(self, output: dict[str, Any], events: list[Event]) -> Any:
+        """The thinking and answer deltas of the first choice; its ``finish_reason``."""
+        choices = output.get("choices")
+        if not (choices and isinstance(choices, list) and isinstance(choices[0], dict)):
+            return None
+        choice = choices[0]
+        message = choice.get("message")
+        if isinstance(message, dict):
+            reasoning = message.get("reasoning_content")
+            text = _text_of(message.get("content"))
+            if reasoning or text:
+                self._resumed(events)
+                if reasoning and isinstance(reasoning, str):
+                    events.append(ReasoningDelta(reasoning))
+                if text:
+                    events.append(TextDelta(text))
+        return choice.get("finish_reason")
 
     def end(self) -> None:
         """The connection closed: raise if the final frame never came."""

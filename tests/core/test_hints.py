@@ -20,7 +20,7 @@ def ask(client: Client, model: str = "qwen3-max-preview") -> None:
 
 
 def test_wrong_key_at_a_local_emulator_gets_local_advice() -> None:
-    from qwen_ci.emulator import Emulator
+    from qwen_ci_server.emulator import Emulator
 
     with Emulator(api_key="sk-right", pool_size=0) as emu, pytest.raises(
         AuthenticationError

@@ -11,7 +11,8 @@ import pytest
 
 from qwen_ci import Client, Options, RateLimitError, build, collect
 from qwen_ci.retry import RetryPolicy, retry_after
-from qwen_ci.selfhost.upstream import UpstreamConfig, UpstreamModel
+from qwen_ci_server.selfhost.config import UpstreamConfig
+from qwen_ci_server.selfhost.upstream import UpstreamModel
 from tests.replay import ReplayServer, Reply, native_stream
 
 ANSWER = native_stream([{"content": "42"}, {"finish": "stop"}])
@@ -81,3 +82,25 @@ async def test_upstream_calls_use_the_same_policy(server: ReplayServer) -> None:
     finally:
         await model.aclose()
     assert response.status_code == 200 and len(server.requests) == 3
+
+
+def server_error(status: int) -> Reply:
+    body = {"code": "InternalError", "message": "boom", "request_id": "rid"}
+    return Reply([json.dumps(body).encode()], status=status,
+                 headers={"Content-Type": "application/json"})
+
+
+@pytest.mark.parametrize(("status", "attempts"), [(500, 2), (502, 2), (503, 2), (504, 2),
+                                                  (501, 1), (505, 1)])
+def test_the_client_retries_exactly_the_statuses_of_the_one_policy(
+    server: ReplayServer, status: int, attempts: int
+) -> None:
+    from qwen_ci import ServerError
+    from qwen_ci.retry import RETRY_STATUSES
+
+    server.queue(server_error(status), server_error(status))
+    client = Client(api_key="sk", base_url=server.base_url, max_retries=1, backoff=0.01)
+    with pytest.raises(ServerError) as info:
+        collect(client.stream(build(QUESTION, Options(), "dashscope")))
+    assert len(server.requests) == attempts
+    assert info.value.retryable == (status in RETRY_STATUSES)
