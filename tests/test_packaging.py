@@ -66,7 +66,7 @@ def test_wheel_metadata_has_licence_urls_and_classifiers(built: tuple[Path, Path
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
-    assert "qwen_ci/py.typed" in names and "qwen_ci/emulator/example_script.yaml" in names
+    assert "qwen_ci/py.typed" in names and "qwen_ci_server/emulator/example_script.yaml" in names
     assert not any(n.startswith(("tests/", "benchmarks/", "examples/")) for n in names)
 
 
@@ -92,6 +92,6 @@ def test_sdist_has_the_licence_and_no_test_suite(built: tuple[Path, Path]) -> No
     with tarfile.open(sdist) as archive:
         names = [name.split("/", 1)[1] for name in archive.getnames() if "/" in name]
     assert "LICENSE" in names and "README.md" in names and "pyproject.toml" in names
-    assert "qwen_ci/emulator/scripted.py" in names
+    assert "qwen_ci_server/emulator/scripted.py" in names
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in names), [
         n for n in names if n.startswith(("tests/", "benchmarks/"))][:5]
