@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen_ci.emulator import Emulator
+from qwen_ci_server.emulator import Emulator
 from tests.fc_server import FunctionCallingServer
 
 ROOT = Path(__file__).resolve().parents[1]
