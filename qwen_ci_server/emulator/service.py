@@ -26,6 +26,9 @@ Sources (short names used in the table):
   thinking models (``enable_thinking`` switches per request, off by default); QwQ thinks
   always; thinking mode of these models streams only
   (``parameter.enable_thinking must be set to false for non-streaming calls``).
+- ``responses-ref``: Model Studio's Responses API reference and the code-interpreter
+  page's Responses tab (summarised in ``shared/PROTOCOL.md`` section 6): the new path and
+  the legacy one, the request fields, built-in tools, output items, events and usage.
 - ``recorded``: ``shared/fixtures/recorded``: qwen-max and qwen-plus answer ordinary
   requests, qwen-plus-latest thinks with ``thinking_budget``.
 """
@@ -46,6 +49,15 @@ NATIVE_PATHS: dict[Endpoint, str] = {
 models; a model sent to the other one gets ``url error, please check url!``."""
 COMPATIBLE_PATH = "/compatible-mode/v1/chat/completions"
 """OpenAI-compatible chat completions (seed, api-ref)."""
+RESPONSES_PATH = "/compatible-mode/v1/responses"
+"""The OpenAI-compatible Responses API (ci-page, responses-ref): the only protocol that
+returns what the code printed."""
+LEGACY_RESPONSES_PATH = "/api/v2/apps/protocols/compatible-mode/v1/responses"
+"""The Responses API's older path, which "will be deprecated soon" (responses-ref); the
+emulator serves both alike."""
+RESPONSES_PATHS = (RESPONSES_PATH, LEGACY_RESPONSES_PATH)
+OPENAI_PATHS = (COMPATIBLE_PATH, *RESPONSES_PATHS)
+"""Paths whose errors take the OpenAI-compatible shape (``{"error": {...}}``)."""
 
 API_KEY_ENV = "DASHSCOPE_API_KEY"
 BASE_URL_ENV = "DASHSCOPE_BASE_URL"
@@ -142,9 +154,14 @@ __all__ = [
     "BASE_URL_ENV",
     "COMPATIBLE_PATH",
     "EXTRA_MODEL",
+    "LEGACY_RESPONSES_PATH",
     "NATIVE_PATHS",
+    "OPENAI_PATHS",
+    "RESPONSES_PATH",
+    "RESPONSES_PATHS",
     "SERVED",
-    "Endpoint",     "ServedModel",
+    "Endpoint",
+    "ServedModel",
     "ThinkingMode",
     "served",
 ]

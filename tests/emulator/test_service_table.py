@@ -65,3 +65,5 @@ def test_the_emulator_routes_are_its_own_paths() -> None:
     app = create_app(EmulatorConfig(pool_size=0))
     routes = {getattr(route, "path", None) for route in app.routes}
     assert {*service.NATIVE_PATHS.values(), service.COMPATIBLE_PATH} <= routes
+    assert {service.RESPONSES_PATH, service.LEGACY_RESPONSES_PATH} <= routes
+    assert service.RESPONSES_PATH == "/compatible-mode/v1/responses"  # PROTOCOL.md section 6
