@@ -309,3 +309,32 @@ def test_the_execution_log_layout() -> None:
                              traceback="Traceback\nNameError: y")
     assert execution_log(failed) == "x\nTraceback\nNameError: y"
     assert execution_log(ExecutionResult("timeout", error="Timed out")) == "Timed out"
+
+
+# ---------------------------------------------------------------------- non-streaming
+
+
+def test_a_non_streaming_call_returns_the_completed_response(emulator: Emulator) -> None:
+    """The service's own example calls ``responses.create`` without ``stream``."""
+    response = httpx.post(emulator.base_url + RESPONSES_PATH, json=body(stream=False),
+                          headers=HEADERS, timeout=60)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    full = response.json()
+    streamed = events(emulator, body())[-1]["response"]
+
+    def shape(resp: dict[str, Any]) -> list[Any]:
+        return [(i["type"], i.get("code"), i.get("outputs"), i.get("content"), i.get("summary"))
+                for i in resp["output"]]
+
+    assert full["status"] == "completed" and shape(full) == shape(streamed)
+    assert full["usage"] == streamed["usage"]
+    assert full["output"][1]["outputs"] == [{"type": "logs", "logs": str(123**21)}]
+    assert full["id"] != streamed["id"]
+
+
+def test_a_non_streaming_call_checks_its_input_too(emulator: Emulator) -> None:
+    response = httpx.post(emulator.base_url + LEGACY_RESPONSES_PATH,
+                          json=body(stream=False, background=True), headers=HEADERS, timeout=30)
+    assert response.status_code == 400
+    assert "background" in response.json()["error"]["message"]
