@@ -129,3 +129,28 @@ def test_bad_input_never_reaches_the_upstream(server: SelfHost, upstream: FakeUp
     assert response.status_code == 400
     assert message in response.json()["error"]["message"]
     assert not upstream.received
+
+
+def test_the_openai_sdk_unchanged_against_serve(server: SelfHost, upstream: FakeUpstream) -> None:
+    """A user's own Responses code, pointed at ``qwen-ci serve``."""
+    from openai import OpenAI
+
+    def script(request: dict[str, Any], n: int) -> Any:
+        if n == 0:
+            return stream(reasoning=["Run it."], codes=["import math\nmath.factorial(20)"])
+        return stream(content=["20! = ", tool_outputs(request)[-1].split("\n")[-1]])
+
+    upstream.reset(script)
+    client = OpenAI(api_key=KEY, base_url=server.base_url + "/compatible-mode/v1",
+                    max_retries=0)
+    events = client.responses.create(model=MODEL, input="What is 20 factorial?",
+                                     tools=[{"type": "code_interpreter"}],
+                                     extra_body={"enable_thinking": True}, stream=True)
+    logs, text = [], ""
+    for event in events:
+        if event.type == "response.output_item.done" and hasattr(event.item, "code"):
+            logs.append(event.item.outputs[0].logs)  # type: ignore[union-attr]
+        elif event.type == "response.output_text.delta":
+            text += event.delta
+    assert logs == ["2432902008176640000"]
+    assert text == "20! = 2432902008176640000"
