@@ -187,6 +187,9 @@ def parse_responses(
         if not entry.code_interpreter:
             raise _invalid(f"the model {model} does not support the code_interpreter tool; use "
                            "qwen3-max, qwen3-max-2026-01-23 or qwen3.5-plus.")
+        if "responses" not in entry.interpreter_apis:
+            raise _invalid(f"the model {model} has the code interpreter only through the "
+                           "native and chat-completions APIs.")
         if not thinking:
             raise _invalid("the code_interpreter tool needs enable_thinking=true (the real "
                            "service requires thinking mode; its exact message is unknown).")
