@@ -193,6 +193,9 @@ def parse_responses(
         if not thinking:
             raise _invalid("the code_interpreter tool needs enable_thinking=true (the real "
                            "service requires thinking mode; its exact message is unknown).")
+    if kinds & {"web_search", "web_extractor"} and model in extra_models:
+        raise _invalid(f"the self-hosted model {model} has no web search; leave out the "
+                       "web_search and web_extractor tools.")
     options: dict[str, object] = {k: body[k] for k in _PASSED if k in body}
     if "web_search" in kinds:
         options["enable_search"] = True

@@ -338,3 +338,18 @@ def test_a_non_streaming_call_checks_its_input_too(emulator: Emulator) -> None:
                           json=body(stream=False, background=True), headers=HEADERS, timeout=30)
     assert response.status_code == 400
     assert "background" in response.json()["error"]["message"]
+
+
+def test_the_docs_example_prints_what_it_says(
+    emulator: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/emulator.md's Responses snippet, run against this emulator."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "emulator.md").read_text("utf-8")
+    (code,) = [block for block in re.findall(r"```python\n(.*?)```", doc, flags=re.S)
+               if "responses.create" in block]
+    code = code.replace("http://127.0.0.1:8765", emulator.base_url).replace("sk-local", KEY)
+    exec(compile(code, "docs/emulator.md", "exec"), {"__name__": "emulator_doc"})
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"123**21 -> {123**21}", "{'code_interpreter': {'count': 1}}"]
