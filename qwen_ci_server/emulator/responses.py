@@ -384,10 +384,6 @@ class ResponsesStream:
                                            "annotations": []})]
         current = self._open
         assert current is not None
-        if not current.text:  # a new item starts with its text, not the gap before it
-            delta = delta.lstrip("\n")
-            if not delta:
-                return events
         current.text += delta
         ids = {"item_id": current.item_id, "output_index": current.index}
         if kind == "reasoning":
