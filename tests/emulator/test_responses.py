@@ -353,3 +353,20 @@ def test_the_docs_example_prints_what_it_says(
     exec(compile(code, "docs/emulator.md", "exec"), {"__name__": "emulator_doc"})
     out = capsys.readouterr().out.splitlines()
     assert out == [f"123**21 -> {123**21}", "{'code_interpreter': {'count': 1}}"]
+
+
+def test_the_request_log_counts_the_runs(emulator: Emulator,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="qwen_ci_server.emulator")
+    with httpx.stream("POST", emulator.base_url + LEGACY_RESPONSES_PATH,
+                      json=body("First compute 2**10, then divide that by 4"),
+                      headers=HEADERS, timeout=60) as response:
+        rid = response.headers["x-request-id"]
+        response.read()
+    deadline = time.monotonic() + 10
+    while not (logged := [r.getMessage() for r in caplog.records if rid in r.getMessage()]):
+        assert time.monotonic() < deadline, "no request log line"
+        time.sleep(0.02)
+    (line,) = logged
+    assert f"POST {LEGACY_RESPONSES_PATH} model=qwen3-max status=200" in line
+    assert "code_runs=2" in line and "2**10" not in line and KEY not in line
