@@ -155,3 +155,16 @@ def test_the_openai_sdk_unchanged_against_serve(server: SelfHost, upstream: Fake
             text += event.delta
     assert logs == ["2432902008176640000"]
     assert text == "20! = 2432902008176640000"
+
+
+def test_a_body_over_the_limit_is_refused_in_the_compatible_shape(
+    server: SelfHost, upstream: FakeUpstream
+) -> None:
+    response = httpx.post(server.base_url + RESPONSES_PATH,
+                          json=body("x" * (2 << 20)), headers=HEADERS, timeout=30)
+    assert response.status_code == 413
+    payload = response.json()
+    assert set(payload) == {"error", "request_id"}
+    assert payload["error"]["code"] == "request_too_large"
+    assert "bytes" in payload["error"]["message"]
+    assert not upstream.received
