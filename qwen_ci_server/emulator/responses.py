@@ -159,7 +159,10 @@ def _tools(raw: Any) -> tuple[set[str], list[dict[str, Any]]]:
 def parse_responses(
     body: Mapping[str, Any], extra_models: Collection[str] = ()
 ) -> ResponsesRequest:
-    """Validate a Responses request; a :class:`ServiceError` (400) names what is wrong."""
+    """Validate a Responses request; a :class:`ServiceError` (400) names what is wrong.
+
+    ``extra_models`` are the self-hosted upstream's names (``qwen-ci serve``): a server
+    that has them sends every request to its upstream, which cannot search the web."""
     model, entry = _model(body, extra_models)
     if body.get("background") not in (None, False):
         raise _invalid("background is not supported by the service's Responses API; leave it "
@@ -193,9 +196,9 @@ def parse_responses(
         if not thinking:
             raise _invalid("the code_interpreter tool needs enable_thinking=true (the real "
                            "service requires thinking mode; its exact message is unknown).")
-    if kinds & {"web_search", "web_extractor"} and model in extra_models:
-        raise _invalid(f"the self-hosted model {model} has no web search; leave out the "
-                       "web_search and web_extractor tools.")
+    if kinds & {"web_search", "web_extractor"} and extra_models:
+        raise _invalid("this self-hosted server has no web search; leave out the web_search "
+                       "and web_extractor tools.")
     options: dict[str, object] = {k: body[k] for k in _PASSED if k in body}
     if "web_search" in kinds:
         options["enable_search"] = True

@@ -122,6 +122,7 @@ def test_a_wrong_key_is_refused_in_the_compatible_shape(server: SelfHost,
     ({"input": [{"role": "user", "content": [{"type": "input_audio"}]}]}, "input[0].content[0]"),
     ({"enable_thinking": False}, "enable_thinking"),
     ({"tools": [{"type": "code_interpreter"}, {"type": "web_search"}]}, "has no web search"),
+    ({"model": "qwen3-max", "tools": [{"type": "web_search"}]}, "has no web search"),
 ])
 def test_bad_input_never_reaches_the_upstream(server: SelfHost, upstream: FakeUpstream,
                                               fields: dict[str, Any], message: str) -> None:
