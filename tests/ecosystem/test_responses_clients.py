@@ -1,8 +1,9 @@
 """Real Responses clients, unchanged but for base URL and key, against the emulator.
 
 - the official ``openai`` Python SDK (the project's own dependency): ``responses.create``
-  streaming, read with the service documentation's parsing recipe (PROTOCOL.md section 6:
-  ``event.item.code``, ``event.item.outputs[0].logs``, ``usage.x_tools``), and
+  streaming, read with the service documentation's parsing recipe as PROTOCOL.md section 6
+  states it (``event.item.code``, ``event.item.outputs[0].logs``,
+  ``usage.x_tools["code_interpreter"]["count"]``; the page itself is not in ../shared), and
   non-streaming ``response.output`` / ``output_text``;
 - the npm ``openai`` package under node (``tests/ecosystem/node``: package.json and its
   lock file, installed with ``npm ci`` into ``.venvs/node-responses``);
