@@ -26,7 +26,7 @@ from qwen_ci_server.emulator.engine import Frame, Generation
 from qwen_ci_server.emulator.model import Message, Role
 from qwen_ci_server.emulator.validation import MAX_MESSAGES, _model, _thinking
 from qwen_ci_server.emulator.wire import ServiceError, dumps, emulator_invalid
-from qwen_ci_server.sandbox.limits import ExecutionResult
+from qwen_ci_server.sandbox.limits import RESET_NOTICE, ExecutionResult
 
 BUILT_IN = ("code_interpreter", "web_search", "web_extractor")
 """Built-in tools the emulator serves."""
@@ -215,16 +215,21 @@ def parse_responses(
 
 def execution_log(result: ExecutionResult) -> str:
     """What a run printed, as ``outputs[0].logs``: stdout, stderr, the last expression's
-    value and, when the code failed, the traceback (the emulator's layout: the service's
-    is not documented).
+    value, the traceback when the code raised, and the sandbox's message when the run was
+    stopped (time limit, crash), with the notice when the interpreter was restarted (the
+    emulator's layout: the service's is not documented).
 
     Example:
         >>> execution_log(ExecutionResult("ok", stdout="hi\\n", result="3"))
         'hi\\n3'
     """
     parts = [result.stdout, result.stderr, result.result]
-    if not result.ok:
-        parts.append(result.traceback or result.error or result.status)
+    if result.status == "error":
+        parts.append(result.traceback or result.error)
+    elif not result.ok:  # stopped by the sandbox: its message, not the interrupt's traceback
+        parts.append(result.error or result.status)
+    if result.reset:
+        parts.append(RESET_NOTICE)
     return "\n".join(part.rstrip("\n") for part in parts if part.strip())
 
 

@@ -308,7 +308,11 @@ def test_the_execution_log_layout() -> None:
     failed = ExecutionResult("error", stdout="x\n", error="NameError: y",
                              traceback="Traceback\nNameError: y")
     assert execution_log(failed) == "x\nTraceback\nNameError: y"
-    assert execution_log(ExecutionResult("timeout", error="Timed out")) == "Timed out"
+    timeout = ExecutionResult("timeout", stdout="s\n", error="TimeoutError: 3 s",
+                              traceback="KeyboardInterrupt", reset=True)
+    assert execution_log(timeout).split("\n")[:2] == ["s", "TimeoutError: 3 s"]
+    assert "restarted" in execution_log(timeout) and "KeyboardInterrupt" not in execution_log(
+        timeout)
 
 
 # ---------------------------------------------------------------------- non-streaming
@@ -370,3 +374,32 @@ def test_the_request_log_counts_the_runs(emulator: Emulator,
     (line,) = logged
     assert f"POST {LEGACY_RESPONSES_PATH} model=qwen3-max status=200" in line
     assert "code_runs=2" in line and "2**10" not in line and KEY not in line
+
+
+# ---------------------------------------------------------------------- the sandbox
+
+
+def test_a_run_over_the_time_limit_logs_the_timeout(emulator: Emulator) -> None:
+    stream = events(emulator, body("Run this:\n```python\nprint('start')\nwhile True:\n"
+                                   "    pass\n```"))
+    (done,) = done_items(stream, "code_interpreter_call")
+    logs = done["outputs"][0]["logs"]
+    assert logs.startswith("start\n") and "TimeoutError" in logs
+    assert stream[-1]["type"] == "response.completed"
+
+
+def test_a_client_leaving_during_a_run_frees_the_kernel(emulator: Emulator) -> None:
+    from qwen_ci_server.sandbox.procs import descendants
+
+    request = body("Run this:\n```python\nimport time\ntime.sleep(60)\n```")
+    with httpx.stream("POST", emulator.base_url + RESPONSES_PATH, json=request,
+                      headers=HEADERS, timeout=30) as response:
+        for line in response.iter_lines():
+            if "response.code_interpreter_call.interpreting" in line:
+                break  # the run has started: leave
+        busy = descendants()
+    started = time.monotonic()
+    # well under the emulator's 3 s run limit: the kernel goes because the client went
+    while busy & descendants() - emulator.sandbox_pids():
+        assert time.monotonic() - started < 2.5, "the kernel outlived its request"
+        time.sleep(0.05)
