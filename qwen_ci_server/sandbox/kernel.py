@@ -53,6 +53,7 @@ from qwen_ci_server.sandbox.limits import (
     strip_ansi,
 )
 from qwen_ci_server.sandbox.procs import process_tree
+from qwen_ci_server.sandbox.reaper import run_dir_prefix
 from qwen_ci_server.sandbox.seccomp import filter_fd, filter_program
 
 _POLL = 0.2  # seconds between liveness checks while waiting for output
@@ -193,7 +194,7 @@ class Kernel:
             raise
 
     def _launch(self) -> None:
-        base = tempfile.mkdtemp(prefix="qwen-ci-sandbox-")
+        base = tempfile.mkdtemp(prefix=run_dir_prefix())  # named by owner: reaped if it dies
         self._dir = base
         run_dir, work_dir = os.path.join(base, "run"), os.path.join(base, "work")
         os.mkdir(run_dir, 0o700)
