@@ -407,7 +407,7 @@ class _Handlers:
         return JSONResponse({
             "status": "ok",
             "model": getattr(self.model, "name", type(self.model).__name__),
-            "isolation": pool.isolation.mode if pool and pool.isolation else None,
+            **(pool.guarantees() if pool else {"isolation": None}),
             "warm_kernels": pool.warm if pool else 0,
         })
 

@@ -48,7 +48,7 @@ class EmulatorConfig:
     """Model names accepted besides the service's table (self-hosted mode)."""
     faults: bool = True
     """Honour the ``X-Emulator-Fault`` header (off in self-hosted mode)."""
-    fail_closed: bool = False
+    fail_closed: bool = True
     """Refuse to start without working bubblewrap unless ``isolation='none'``."""
     header_timeout: float = HEADER_TIMEOUT
     """Seconds a connection has to send a request's headers; then it is closed."""

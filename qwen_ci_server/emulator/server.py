@@ -211,7 +211,7 @@ class Emulator:
             frame_delay=frame_delay,
             max_runs=max_runs,
             max_body_bytes=max_body_bytes,
-            fail_closed=not is_loopback(host),
+            fail_closed=True,  # every host: only isolation='none' runs code unisolated
             header_timeout=header_timeout,
             max_connections=max_connections,
         )
@@ -246,7 +246,7 @@ class Emulator:
         if self._thread is not None:
             raise RuntimeError("The emulator was already started.")
         config = getattr(self.app.state, "config", self.config)
-        if getattr(config, "fail_closed", False):
+        if getattr(config, "fail_closed", True):
             isolation = detect_isolation(config.isolation)
             refusal = isolation.refusal(f"The server on {self.host}")
             if refusal is not None:

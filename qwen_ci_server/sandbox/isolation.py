@@ -104,12 +104,14 @@ class Isolation:
         """The start-up warning for rlimits-only mode."""
         if self.mode == "bwrap":
             return None
+        fix = ("Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)."
+               if "not installed" in self.reason else
+               "See docs/SECURITY.md ('Why bubblewrap fails')." if not self.explicit else "")
         text = (
             f"qwen-ci sandbox: bubblewrap isolation is not in effect ({self.reason}); code "
             "runs with rlimits only: it can use the network, read and write files as "
-            "your user and read the server's memory and environment (its keys). Install "
-            "bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)."
-        )
+            "your user and read the server's memory and environment (its keys). " + fix
+        ).rstrip()
         if os.geteuid() == 0:
             text += " Running as root, the process limit (fork bombs) does not apply either."
         return text
@@ -440,7 +442,7 @@ def kernel_command(
     ``hosts`` (:func:`write_etc`); ``seccomp_fd`` the filter for ``bwrap --seccomp``;
     ``cgroup_procs`` the ``cgroup.procs`` files of the sandbox's cgroup.
     """
-    python = python or sys.executable
+    python = resolve_python(python or sys.executable)
     kernel = [python, "-m", "ipykernel_launcher", "-f", connection_file]
     venv_bin = os.path.dirname(python)
     if isolation.mode != "bwrap":
@@ -456,13 +458,26 @@ def kernel_command(
     spec = {"rlimits": rlimits(limits, count_existing=False), "uid": uid}
     assert isolation.bwrap is not None
     args, pass_fds = _bwrap_namespaces(isolation.bwrap, root, seccomp_fd)
-    args += _bwrap_mounts(isolation, limits, etc_dir, run_dir)
+    args += _bwrap_mounts(isolation, limits, etc_dir, run_dir, python)
     args += ["--chdir", WORKSPACE, "--clearenv"]
     for key, value in sandbox_env(WORKSPACE, venv_bin).items():
         args += ["--setenv", key, value]
     argv = [*args, "--", python, "-I", "-S", "-c", LAUNCHER, json.dumps(spec), *kernel]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     return KernelCommand(in_cgroup(cgroup_procs, argv), env, run_dir, uid, pass_fds)
+
+
+def resolve_python(python: str) -> str:
+    """``python`` with its folder resolved (symlinks, ``..``): the sandbox binds only
+    resolved folders, so an unresolved path would not exist inside it. The file name is
+    kept, so a virtual environment's ``bin/python`` link still finds its ``pyvenv.cfg``.
+
+    Example:
+        >>> resolve_python("/usr/bin/../bin/python3")
+        '/usr/bin/python3'
+    """
+    absolute = os.path.abspath(python)
+    return os.path.join(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute))
 
 
 def _bwrap_namespaces(bwrap: str, root: bool,
@@ -484,7 +499,7 @@ def _bwrap_namespaces(bwrap: str, root: bool,
 
 
 def _bwrap_mounts(isolation: Isolation, limits: Limits, etc_dir: str | None,
-                  run_dir: str) -> list[str]:
+                  run_dir: str, python: str | None = None) -> list[str]:
     """The sandbox's file system: the system read-only, private tmpfs mounts, the
     interpreter's folders and the run directory."""
     binds = _Binds()
@@ -508,7 +523,14 @@ def _bwrap_mounts(isolation: Isolation, limits: Limits, etc_dir: str | None,
         size = ["--size", str(quota)] if isolation.supports_size else []
         binds.mount("--perms", "1777", *size, "--tmpfs", mount)
     # after /tmp: an environment or a run directory under /tmp stays visible
-    for path in python_roots():
+    roots = python_roots()
+    if python is not None:  # the interpreter asked for, and the one its link points to
+        extra = {os.path.dirname(python), os.path.dirname(os.path.realpath(python))}
+        venv = os.path.dirname(os.path.dirname(python))
+        if os.path.exists(os.path.join(venv, "pyvenv.cfg")):
+            extra.add(venv)
+        roots = _minimal([*roots, *extra])
+    for path in roots:
         binds.add("--ro-bind", path, path)
     binds.add("--bind", run_dir, run_dir)
     return binds.args

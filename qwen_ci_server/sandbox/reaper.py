@@ -227,7 +227,7 @@ def reap_stale(directories: Iterable[str]) -> Reaped:
         for pid, path in stale_parents(directory).items():
             by_owner.setdefault(pid, []).append(path)
     total = Reaped()
-    for pid, parents in by_owner.items():
+    for parents in by_owner.values():
         total.add(reap_parents(parents))
     total.add(reap_run_dirs(None))
     if total:

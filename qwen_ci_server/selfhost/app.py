@@ -45,8 +45,8 @@ def create_serve_app(config: ServeConfig, model: UpstreamModel | None = None) ->
 
     def health() -> dict[str, Any]:
         pool = getattr(app.state, "pool", None)
-        isolation = pool.isolation.mode if pool is not None and pool.isolation else None
-        return {"model": model.name, "isolation": isolation,
+        guarantees = pool.guarantees() if pool is not None else {"isolation": None}
+        return {"model": model.name, **guarantees,
                 "warm_kernels": pool.warm if pool is not None else 0}
 
     app.add_middleware(Gate, max_concurrency=config.max_concurrency, max_queue=config.max_queue,
