@@ -42,6 +42,8 @@ def add_commands(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> Non
                      help="seconds between frames (0 for fastest)")
     emu.add_argument("--log-level", default="info", choices=_LOG_LEVELS,
                      help="log level (info: one line per request)")
+    emu.add_argument("--body-timeout", type=float, default=defaults.body_timeout,
+                     help="seconds a client has to send its body (then 408)")
     _sandbox_options(emu, defaults.pool_size, defaults.limits, defaults.isolation)
 
     serve = sub.add_parser(
@@ -231,6 +233,7 @@ def _run_emulator(args: argparse.Namespace) -> int:
         config = EmulatorConfig(
             api_key=api_key, script=args.script, pool_size=args.pool_size,
             limits=limits, isolation=args.isolation, frame_delay=args.frame_delay,
+            body_timeout=args.body_timeout,
         )
         app = create_app(config)
         sock = bind_socket(args.host, args.port)

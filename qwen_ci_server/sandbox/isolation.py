@@ -16,11 +16,13 @@ sandbox (:mod:`qwen_ci_server.sandbox.cgroups`) bounds the whole sandbox where o
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import json
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -68,14 +70,61 @@ Without bubblewrap it also asks for SIGKILL when the server dies (``PR_SET_PDEAT
 
 _UID_BASE = 200_000
 _UID_SPAN = 60_000
+UID_BLOCK = 1_000
+"""Sandbox uids one server owns: it takes a block of its own (an exclusive lock per
+block), so two servers on one host never hand out the same uid (``RLIMIT_NPROC`` is
+counted per uid across the host)."""
+_UID_LOCKS = "/run/qwen-ci-uids"
+_uid_block: tuple[int, int] | None = None  # (first uid, lock fd)
 _uid_counter = 0
 
 
+def _uid_lock_dir() -> str:
+    """Where the block locks live: root-only, so no other user can take the blocks."""
+    for path in (_UID_LOCKS, os.path.join(tempfile.gettempdir(), "qwen-ci-uids")):
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            info = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid():
+            return path
+    raise RuntimeError("no directory for the sandbox uid locks (/run or the temporary "
+                       "directory must be writable by root)")
+
+
+def uid_range() -> range:
+    """The sandbox uids of this server (a block claimed on first use, held until exit)."""
+    global _uid_block
+    if _uid_block is None or _uid_block[0] < 0:
+        directory = _uid_lock_dir()
+        blocks = _UID_SPAN // UID_BLOCK
+        start = os.getpid() % blocks
+        for step in range(blocks):
+            block = (start + step) % blocks
+            fd = os.open(os.path.join(directory, f"block-{block}.lock"),
+                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            _uid_block = (_UID_BASE + block * UID_BLOCK, fd)
+            break
+        else:
+            raise RuntimeError(f"all {blocks} blocks of sandbox uids are taken by other "
+                               "servers on this host")
+    first = _uid_block[0]
+    return range(first, first + UID_BLOCK)
+
+
 def _next_uid() -> int:
-    """A fresh unprivileged uid per kernel: separate process counts, no shared files."""
+    """A fresh unprivileged uid per kernel, from this server's own block: separate
+    process counts, no shared files, never another server's."""
     global _uid_counter
+    uids = uid_range()
     _uid_counter += 1
-    return _UID_BASE + (os.getpid() * 97 + _uid_counter) % _UID_SPAN
+    return uids[_uid_counter % len(uids)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ def create_serve_app(config: ServeConfig, model: UpstreamModel | None = None) ->
         api_key=config.api_key, model=model, pool_size=config.pool_size, limits=config.limits,
         isolation=config.isolation, frame_delay=0.0, max_runs=config.max_rounds,
         extra_models=(config.upstream.model,), faults=False, fail_closed=True,
+        front_door=False,  # its own gate below, with the serve settings
     ))
 
     def health() -> dict[str, Any]:

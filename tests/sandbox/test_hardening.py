@@ -84,3 +84,27 @@ async def test_health_says_what_the_host_bounds() -> None:
     assert said["socket_memory"] == support.sockets
     assert said["resources"] is not None and support.reason in said["resources"]
     assert said["isolation"] in ("bwrap", "rlimits") and said["isolation_reason"]
+
+
+CLAIM = ("import sys; from qwen_ci_server.sandbox.isolation import uid_range; "
+         "r = uid_range(); print(r.start, r.stop, flush=True); sys.stdin.read()")
+
+
+def test_two_servers_never_share_a_sandbox_uid() -> None:
+    """Finding 7: uids came from the pid (``200000 + (97*pid + n) % 60000``): two servers
+    could hand out the same uid, and RLIMIT_NPROC is per uid across the host."""
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIM], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    try:
+        ranges = []
+        for proc in procs:
+            assert proc.stdout is not None
+            start, stop = map(int, proc.stdout.readline().split())
+            ranges.append(range(start, stop))
+    finally:
+        for proc in procs:
+            proc.communicate(timeout=30)
+    for i, first in enumerate(ranges):
+        assert len(first) >= 128
+        for second in ranges[i + 1:]:
+            assert first.stop <= second.start or second.stop <= first.start, (first, second)
