@@ -7,6 +7,7 @@ import contextlib
 import contextvars
 import hmac
 import logging
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
@@ -39,6 +40,7 @@ from qwen_ci_server.emulator.wire import (
     CompatStream,
     ServiceError,
     compat_status,
+    emulator_invalid,
     native_complete,
     native_event,
     native_payload,
@@ -195,8 +197,35 @@ async def _load(request: Request, limit: int) -> dict[str, Any]:
     large. Its size and number of values were bounded by the front door already."""
     raw = await _read_body(request, limit)
     if len(raw) < 64 << 10:
-        return load_body(raw, limit)
-    return await asyncio.to_thread(load_body, raw, limit)
+        body = load_body(raw, limit)
+    else:
+        body = await asyncio.to_thread(load_body, raw, limit)
+    if _SURROGATE.search(raw) and _lone_surrogate(body):
+        raise emulator_invalid(
+            "the request body holds a lone UTF-16 surrogate (\\ud800-\\udfff without its "
+            "pair) in a string; send valid Unicode.")
+    return body
+
+
+_SURROGATE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+
+
+def _lone_surrogate(value: Any) -> bool:
+    """True when a string of ``value`` (a parsed body) cannot be encoded as UTF-8."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _is_sse(request: Request) -> bool:

@@ -120,6 +120,11 @@ def json_values(raw: bytes, limit: int) -> int:
     return outside.count(b",") + outside.count(b"{") + outside.count(b"[") + 1
 
 
+def _ambiguous_framing(headers: list[tuple[bytes, bytes]]) -> bool:
+    names = {key.lower() for key, _ in headers}
+    return b"content-length" in names and b"transfer-encoding" in names
+
+
 def bearer_matches(headers: list[tuple[bytes, bytes]], api_key: str | None) -> bool:
     """True when ``Authorization: Bearer <api_key>`` is among ``headers`` (or no key is
     required); compared in constant time."""
@@ -233,6 +238,15 @@ class Gate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if _ambiguous_framing(scope.get("headers", [])):
+            # RFC 9112 6.3: Content-Length with Transfer-Encoding may be request smuggling;
+            # refused, and the connection closed
+            error = ServiceError(400, "InvalidParameter", f"{self.prefix}the request has both "
+                                 "Content-Length and Transfer-Encoding; send one of them.",
+                                 "invalid_request_error")
+            await self._error(scope, send, _Access(scope["method"], scope["path"]), error,
+                              {"connection": "close"})
             return
         if scope["path"] == "/health" and scope["method"] in ("GET", "HEAD"):
             await self._health(send, bearer_matches(scope.get("headers", []), self.api_key))

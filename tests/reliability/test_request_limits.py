@@ -134,3 +134,29 @@ def test_idle_connections_cannot_keep_clients_out() -> None:
         finally:
             for sock in idle:
                 sock.close()
+
+
+@pytest.mark.parametrize("path", [NATIVE, COMPAT])
+def test_a_lone_surrogate_is_a_clear_400(emu: Emulator, path: str) -> None:
+    """Finding 9: a lone surrogate in a prompt gave a 500 with a traceback (``serve``
+    could not encode it for the upstream)."""
+    body = native_body("hi \ud800 there") if path == NATIVE else compat_body("hi \ud800 there")
+    raw = json.dumps(body).encode()  # ensure_ascii: "\\ud800"
+    assert b"\\ud800" in raw
+    assert "lone UTF-16 surrogate" in str(error_of(post(emu, path, raw))["message"])
+    paired = native_body("smile \U0001f600") if path == NATIVE else compat_body("smile \U0001f600")
+    assert "surrogate" not in post(emu, path, json.dumps(paired).encode()).text
+
+
+def test_content_length_with_transfer_encoding_is_refused_and_closed(emu: Emulator) -> None:
+    """Finding 9: both framings on one request were framed by Transfer-Encoding and the
+    connection kept open (RFC 9112 says close it)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", emu.port), timeout=30) as sock:
+        sock.sendall(f"POST {COMPAT} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):  # ends: the server closed the connection
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400") and b"connection: close" in answer.lower()
