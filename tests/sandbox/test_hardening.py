@@ -108,3 +108,30 @@ def test_two_servers_never_share_a_sandbox_uid() -> None:
         assert len(first) >= 128
         for second in ranges[i + 1:]:
             assert first.stop <= second.start or second.stop <= first.start, (first, second)
+
+
+FDS = r"""
+import os
+found = []
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        found.append(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        pass
+print("|".join(found))
+"""
+
+
+async def test_the_kernel_log_is_no_host_file_the_code_can_fill() -> None:
+    """Finding 9: the kernel's stdout and stderr went to ``kernel.log`` on the host's
+    ``/tmp``, which the code could fill (64 MiB per kernel, outside the budgets). They go to
+    a pipe the server drains now, keeping a capped tail for error messages."""
+    async with KernelPool(size=0, limits=Limits(timeout=10)) as pool, pool.session() as session:
+        result = await session.run(FDS)
+        assert session.kernel is not None
+        base = session.kernel._dir
+        assert base is not None
+        files = [name for _, _, names in os.walk(base) for name in names]
+    assert result.ok, result.error
+    assert "kernel.log" not in result.stdout
+    assert "kernel.log" not in files
