@@ -47,6 +47,8 @@ from qwen_ci_server.selfhost.logs import RequestStats, bind_stats, unbind_stats
 access_logger = logging.getLogger("qwen_ci_server.selfhost.access")
 
 SERVER_PREFIX = "qwen-ci serve: "
+UNAUTHORIZED_LOG_RATE = 10
+"""Access log lines per second, at most, for requests without the key."""
 MAX_JSON_VALUES = 100_000
 """JSON values (objects, arrays, elements, members) a request body may hold; real request
 bodies hold hundreds, a conversation of 1,024 messages some thousands."""
@@ -160,6 +162,8 @@ class _Access:
     outcome: str | None = None
     queue_ms: float = 0.0
     stats: RequestStats = field(default_factory=RequestStats)
+    unlogged: int = 0
+    """Requests without the key left out of the log before this line (rate limit)."""
 
     def write(self) -> None:
         outcome = self.outcome
@@ -176,6 +180,8 @@ class _Access:
             "duration_ms": round((time.monotonic() - self.started) * 1000, 1),
             "queue_ms": round(self.queue_ms, 1), **self.stats.fields(),
         }
+        if self.unlogged:
+            fields["unauthorized_not_logged"] = self.unlogged
         access_logger.info("request", extra={"fields": fields})
 
 
@@ -229,6 +235,10 @@ class Gate:
         """The error of a body over ``max_body_bytes`` (size, limit); default 413."""
         self.max_json_values = max_json_values
         self.access_log = access_log
+        self._log_tokens = float(UNAUTHORIZED_LOG_RATE)
+        self._log_at = time.monotonic()
+        self.unlogged = 0
+        """Requests without the key not logged since the last line (rate limit)."""
         self.active = 0
         self.queued = 0
         self.buffered = 0
@@ -266,7 +276,7 @@ class Gate:
             raise
         finally:
             unbind_stats(token)
-            if self.access_log:
+            if self.access_log and self._may_log(access):
                 access.write()
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, access: _Access) -> None:
@@ -416,6 +426,25 @@ class Gate:
             parts.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(parts)
+
+    def _may_log(self, access: _Access) -> bool:
+        """Requests without the key are logged at most ``UNAUTHORIZED_LOG_RATE`` a second
+        (a burst of as many): anyone can send them, and each line costs disk. The next
+        line written says how many were left out."""
+        if access.outcome != "unauthorized":
+            return True
+        now = time.monotonic()
+        self._log_tokens = min(float(UNAUTHORIZED_LOG_RATE),
+                               self._log_tokens + (now - self._log_at) * UNAUTHORIZED_LOG_RATE)
+        self._log_at = now
+        if self._log_tokens < 1:
+            self.unlogged += 1
+            return False
+        self._log_tokens -= 1
+        if self.unlogged:
+            access.unlogged = self.unlogged
+            self.unlogged = 0
+        return True
 
     def _too_large(self, size: int) -> ServiceError:
         if self.too_large_error is not None:

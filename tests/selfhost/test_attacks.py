@@ -300,3 +300,34 @@ def test_a_deadline_before_any_output_is_a_504(upstream: FakeUpstream) -> None:
     assert answer.status_code == 504
     error: dict[str, Any] = answer.json()["error"]
     assert error["code"] == "request_timeout"
+
+
+# ---------------------------------------------------------------- #22 finding 9
+
+
+def test_requests_without_the_key_cannot_flood_the_access_log(
+    upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    """About 480 bytes of access log per request without the key, with no rate limit:
+    anyone could fill the disk. Now at most 10 lines a second (a burst of 10), and the
+    next line says how many were left out."""
+    import logging
+
+    from qwen_ci_server.selfhost.gate import UNAUTHORIZED_LOG_RATE
+
+    caplog.set_level(logging.INFO, logger="qwen_ci_server.selfhost.access")
+    with selfhost(upstream.base_url) as server, httpx.Client(timeout=30) as client:
+        started = time.monotonic()
+        for _ in range(200):
+            answer = client.post(server.base_url + COMPAT, json=compat_body("hi"),
+                                 headers={"Authorization": "Bearer sk-wrong"})
+            assert answer.status_code == 401
+        elapsed = time.monotonic() - started
+        time.sleep(1.2)
+        client.post(server.base_url + COMPAT, json=compat_body("hi"),
+                    headers={"Authorization": "Bearer sk-wrong"})
+    lines = [r for r in caplog.records if r.name == "qwen_ci_server.selfhost.access"]
+    assert len(lines) <= UNAUTHORIZED_LOG_RATE * (elapsed + 2) + 1
+    left_out = sum(getattr(r, "fields", {}).get("unauthorized_not_logged", 0) for r in lines)
+    assert left_out + len(lines) == 201  # every request counted, logged or left out
+    assert left_out > 0 or elapsed > 200 / UNAUTHORIZED_LOG_RATE - 2
