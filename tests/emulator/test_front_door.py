@@ -157,3 +157,26 @@ def _left(server: int, kernels: set[int]) -> list[str]:
         f"/sys/fs/cgroup/**/qwen-ci-{server}", recursive=True)
     dirs = glob.glob(os.path.join(tempfile.gettempdir(), f"qwen-ci-sandbox-{server}-*"))
     return alive + sorted(set(groups)) + dirs
+
+
+@pytest.mark.skipif(not BWRAP, reason="bubblewrap does not work here")
+def test_no_cgroup_is_said_loudly_at_start_and_in_health() -> None:
+    """Finding 4: without a writable cgroup hierarchy the emulator's banner and /health
+    said nothing, and one request used 997 MiB with --memory-mb 512."""
+    proc = subprocess.Popen([*EMULATOR, "--port", "0", "--pool-size", "0",
+                             "--frame-delay", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env=_env(QWEN_CI_NO_CGROUP="1"))
+    try:
+        assert proc.stdout is not None
+        banner = proc.stdout.readline()
+        warning = proc.stdout.readline()
+        match = re.search(r"on (http://127\.0\.0\.1:\d+)", banner)
+        assert match, banner
+        assert "no cgroup" in banner and "WARNING" in warning and "no cgroup" in warning
+        health = httpx.get(match.group(1) + "/health", timeout=30).json()
+        assert health["resources"].startswith("rlimits per process only")
+        assert health["socket_memory"].startswith("not bounded")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
