@@ -135,3 +135,16 @@ async def test_the_kernel_log_is_no_host_file_the_code_can_fill() -> None:
     assert result.ok, result.error
     assert "kernel.log" not in result.stdout
     assert "kernel.log" not in files
+
+
+def test_the_warning_names_the_real_cause() -> None:
+    """Finding 4: with bubblewrap installed but the sandboxed Python failing, the warning
+    still said "Install bubblewrap"."""
+    from qwen_ci_server.sandbox import Isolation
+
+    failing = Isolation("rlimits", "the sandboxed Python does not start: bwrap: execvp x")
+    assert failing.warning is not None
+    assert "execvp x" in failing.warning and "Install bubblewrap" not in failing.warning
+    missing = Isolation("rlimits", "bwrap is not installed")
+    assert missing.warning is not None and "apt-get install bubblewrap" in missing.warning
+    assert "--isolation none" in (failing.refusal("qwen-ci emulator") or "")
