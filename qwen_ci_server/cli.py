@@ -127,8 +127,8 @@ KEY_ON_COMMAND_LINE = (
 
 def _key_options(parser: Any) -> None:
     parser.add_argument("--api-key", default=None, metavar="KEY",
-                        help="refused (a key on a command line is public): use --api-key-env "
-                             "or --api-key-file")
+                        help="refused, no default: a key on a command line is public; use "
+                             "--api-key-env or --api-key-file")
     parser.add_argument("--api-key-env", default=None, metavar="VAR",
                         help="require the key held by this environment variable "
                              "(default: accept any key)")
