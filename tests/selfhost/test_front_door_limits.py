@@ -1,10 +1,17 @@
-"""#22 finding 5: the request deadline includes writing the answer. A client that never
-reads held its concurrency slot past --request-timeout as long as it liked."""
+"""#22: the request deadline includes writing the answer (finding 5: a client that never
+read held its concurrency slot past --request-timeout as long as it liked); SIGTERM
+during a run frees everything."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +25,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from qwen_ci_server.emulator.server import bind_socket, guarded_http
+from qwen_ci_server.sandbox.procs import process_tree
 from qwen_ci_server.selfhost.gate import Gate
+from tests.emulator.conftest import COMPAT, compat_body
+from tests.emulator.test_front_door import _left, _sandboxes
+from tests.selfhost.upstream import MODEL, FakeUpstream, stream
 
 
 async def flood(request: Request) -> Response:
@@ -74,3 +85,44 @@ def test_a_client_that_never_reads_frees_its_slot_after_the_deadline(gated: str)
         assert answer.status_code == 200
     finally:
         reader.close()
+
+
+def test_serve_sigterm_during_a_run_frees_everything(upstream: FakeUpstream) -> None:
+    """Crash safety: SIGTERM while a request's code runs ends the server with status 0,
+    every kernel killed, its groups and run directories removed."""
+    upstream.reset(lambda body, n: stream(codes=["import time; time.sleep(120)"]) if n == 0
+                   else stream(content=["done"]))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASHSCOPE_")}
+    command = [sys.executable, "-m", "qwen_ci.cli", "serve", "--upstream-base-url",
+               upstream.base_url, "--upstream-model", MODEL, "--port", "0", "--pool-size",
+               "1", "--graceful-timeout", "2", "--timeout", "100", "--log-level", "warning"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env)
+    assert proc.stdout is not None
+    match = re.search(r"on (http://127\.0\.0\.1:\d+)", proc.stdout.readline())
+    kernels: set[int] = set()
+    try:
+        assert match
+        url = match.group(1)
+
+        def ask() -> None:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.post(url + COMPAT, json=compat_body("sleep"), timeout=120)
+
+        threading.Thread(target=ask, daemon=True).start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the request took the warm kernel
+            kernels = process_tree(proc.pid) - {proc.pid}
+            if len(_sandboxes(kernels)) >= 2:
+                break
+            time.sleep(0.1)
+        assert len(_sandboxes(kernels)) >= 2
+        time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, output
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _left(proc.pid, kernels):
+        time.sleep(0.1)
+    assert _left(proc.pid, kernels) == []
