@@ -5,7 +5,7 @@ with a local sandbox), which :mod:`qwen_ci_server.cli` adds when it is installed
 ::
 
     qwen-ci ask "123的21次方是多少？" [--base-url URL] [--protocol dashscope|openai]
-    qwen-ci emulator [--host 127.0.0.1] [--port 8765] [--api-key KEY] [--script FILE]
+    qwen-ci emulator [--host 127.0.0.1] [--port 8765] [--api-key-env VAR] [--script FILE]
     qwen-ci serve --upstream-base-url URL --upstream-model NAME [--upstream-api-key-env VAR]
 
 The server commands need the ``emulator`` extra; ``ask`` renders with rich when installed.
@@ -93,8 +93,8 @@ NO_KEY = (
     "call), or add --emulator to ask a local emulator in this process (no key needed)."
 )
 NO_KEY_LOCAL = (
-    " {url} is local: an emulator started without --api-key accepts any key "
-    "(--api-key sk-local); one started with --api-key wants that key."
+    " {url} is local: an emulator started without --api-key-env/--api-key-file "
+    "accepts any key (--api-key sk-local); one started with them wants that key."
 )
 OPENAI_NO_CODE = (
     "code runs: unknown (--protocol openai does not return the executed code; "

@@ -47,9 +47,9 @@ def _missing_key(base_url: str | None, region: str | None) -> str:
         root = None
     if is_loopback(root):
         return (
-            f"No API key. {root} is a local server: an emulator started without --api-key "
-            f"accepts any key, so pass api_key='sk-local' (or set {API_KEY_ENV}); a server "
-            "started with --api-key wants that key."
+            f"No API key. {root} is a local server: an emulator started without a key "
+            f"(--api-key-env / --api-key-file) accepts any key, so pass api_key='sk-local' (or set {API_KEY_ENV}); a server "
+            "started with one wants that key."
         )
     return (
         f"No DashScope API key: set the {API_KEY_ENV} environment variable or pass "
@@ -70,8 +70,8 @@ def _auth_hint(base_url: str) -> str:
     if is_loopback(base_url):
         return (
             f"The key was rejected by the local server at {base_url}: it was started with "
-            "--api-key (qwen-ci emulator / qwen-ci serve); pass that key, or restart it "
-            "without --api-key to accept any key."
+            "--api-key-env or --api-key-file (qwen-ci emulator / qwen-ci serve); pass that "
+            "key, or restart it without them to accept any key."
         )
     return (
         f"The key was rejected by {base_url}, which is not a DashScope region host: pass "

@@ -35,14 +35,15 @@ def add_commands(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> Non
     defaults = EmulatorConfig()
     emu.add_argument("--host", default="127.0.0.1", help="address to listen on")
     emu.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
-    emu.add_argument("--api-key", default=None,
-                     help="require this key (default: accept any key)")
+    _key_options(emu)
     emu.add_argument("--script", default=None,
                      help="YAML/JSON scenario file (default: the built-in scripted model)")
     emu.add_argument("--frame-delay", type=float, default=0.02,
                      help="seconds between frames (0 for fastest)")
     emu.add_argument("--log-level", default="info", choices=_LOG_LEVELS,
                      help="log level (info: one line per request)")
+    emu.add_argument("--body-timeout", type=float, default=defaults.body_timeout,
+                     help="seconds a client has to send its body (then 408)")
     _sandbox_options(emu, defaults.pool_size, defaults.limits, defaults.isolation)
 
     serve = sub.add_parser(
@@ -83,9 +84,7 @@ def _front_door_options(srv: Any, values: dict[str, Any]) -> None:
     mib = 1 << 20
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on")
     srv.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
-    srv.add_argument("--api-key", default=None, help="require this key (default: accept any key)")
-    srv.add_argument("--api-key-env", default=None, metavar="VAR",
-                     help="require the key held by this environment variable (default: none)")
+    _key_options(srv)
     srv.add_argument("--max-rounds", type=int, default=values["max_rounds"],
                      help="code runs per request at most")
     srv.add_argument("--max-concurrency", type=int, default=values["max_concurrency"],
@@ -117,6 +116,59 @@ def _front_door_options(srv: Any, values: dict[str, Any]) -> None:
                      help="log lines as JSON objects or as text")
     srv.add_argument("--log-content", action="store_true",
                      help="log what is sent upstream (prompts, code) at debug level")
+
+
+KEY_ON_COMMAND_LINE = (
+    "--api-key on the command line is refused: every local user can read a command line "
+    "(/proc/<pid>/cmdline, ps). Put the key in an environment variable and pass "
+    "--api-key-env VAR, or in a file only you can read and pass --api-key-file PATH."
+)
+
+
+def _key_options(parser: Any) -> None:
+    parser.add_argument("--api-key", default=None, metavar="KEY",
+                        help="refused, no default: a key on a command line is public; use "
+                             "--api-key-env or --api-key-file")
+    parser.add_argument("--api-key-env", default=None, metavar="VAR",
+                        help="require the key held by this environment variable "
+                             "(default: accept any key)")
+    parser.add_argument("--api-key-file", default=None, metavar="PATH",
+                        help="require the key held in this file (default: accept any key)")
+
+
+def api_key_from_args(args: argparse.Namespace) -> str | None:
+    """The key clients must send, from ``--api-key-env`` or ``--api-key-file``; raises
+    ``ValueError`` naming the fix for ``--api-key KEY`` (a key on a command line) or an
+    unset variable, an unreadable or empty file.
+
+    Example:
+        >>> api_key_from_args(argparse.Namespace(api_key=None, api_key_env=None,
+        ...                                      api_key_file=None)) is None
+        True
+    """
+    import os
+    from pathlib import Path
+
+    if getattr(args, "api_key", None):
+        raise ValueError(KEY_ON_COMMAND_LINE)
+    env, path = getattr(args, "api_key_env", None), getattr(args, "api_key_file", None)
+    if env and path:
+        raise ValueError("give --api-key-env or --api-key-file, not both.")
+    if env:
+        value = os.environ.get(env, "").strip()
+        if not value:
+            raise ValueError(f"--api-key-env: the environment variable {env} is not set or "
+                             "empty.")
+        return value
+    if path:
+        try:
+            value = Path(path).read_text("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"--api-key-file: cannot read {path} ({exc}).") from None
+        if not value or "\n" in value:
+            raise ValueError(f"--api-key-file: {path} must hold the key alone on one line.")
+        return value
+    return None
 
 
 def _sandbox_options(box: Any, pool_size: int, limits: Limits, isolation: str, *,
@@ -152,24 +204,36 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
+class _Stopped(Exception):
+    """SIGTERM, re-raised by uvicorn after its graceful shutdown."""
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    raise _Stopped
+
+
 def _run_emulator(args: argparse.Namespace) -> int:
+    import signal
+
     from qwen_ci_server.emulator.app import create_app
-    from qwen_ci_server.emulator.server import bind_socket, is_loopback, uvicorn_server
+    from qwen_ci_server.emulator.server import bind_socket, uvicorn_server
+    from qwen_ci_server.sandbox.cgroups import cgroup_support
     from qwen_ci_server.sandbox.isolation import detect_isolation
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
     try:
+        api_key = api_key_from_args(args)
         limits = Limits(timeout=args.timeout, memory=args.memory_mb << 20, cpu=args.cpu)
         isolation = detect_isolation(args.isolation)
-        # fail closed: reachable from other machines, the sandbox must be isolated
-        refusal = None if is_loopback(args.host) else isolation.refusal(
-            f"qwen-ci emulator on {args.host}")
+        # fail closed on every host, like serve: only --isolation none runs code unisolated
+        refusal = isolation.refusal(f"qwen-ci emulator on {args.host}")
         if refusal is not None:
             print(refusal, file=sys.stderr)
             return 2
         config = EmulatorConfig(
-            api_key=args.api_key, script=args.script, pool_size=args.pool_size,
+            api_key=api_key, script=args.script, pool_size=args.pool_size,
             limits=limits, isolation=args.isolation, frame_delay=args.frame_delay,
+            body_timeout=args.body_timeout,
         )
         app = create_app(config)
         sock = bind_socket(args.host, args.port)
@@ -179,15 +243,41 @@ def _run_emulator(args: argparse.Namespace) -> int:
     port = sock.getsockname()[1]
     url = f"http://{args.host}:{port}"
     model = "script " + str(args.script) if args.script else "scripted (deterministic)"
-    print(f"qwen-ci emulator on {url}  model: {model}  sandbox: {isolation.mode}", flush=True)
-    key = "<your --api-key>" if args.api_key else LOCAL_KEY  # never echo a real key
+    cgroups = cgroup_support()
+    resources = "a cgroup per request" if cgroups.available else (
+        f"rlimits per process (no cgroup: {cgroups.reason})")
+    print(f"qwen-ci emulator on {url}  model: {model}  sandbox: {isolation.mode}, "
+          f"{resources}", flush=True)
+    for warning in startup_warnings(isolation.warning, cgroups):
+        print(f"  WARNING: {warning}", flush=True)
+    key = "<your key>" if api_key else LOCAL_KEY  # never echo a real key
     print(f"  export {BASE_URL_ENV}={url} {API_KEY_ENV}={key}", flush=True)
     server = uvicorn_server(app, args.log_level, header_timeout=config.header_timeout,
                             max_connections=config.max_connections)
-    # uvicorn re-raises Ctrl-C after its graceful shutdown
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run(sockets=[sock])
+    # uvicorn re-raises Ctrl-C and SIGTERM after its graceful shutdown: end normally (the
+    # pool is closed by then and the parent groups are removed at exit)
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        with contextlib.suppress(KeyboardInterrupt, _Stopped):
+            server.run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def startup_warnings(isolation_warning: str | None, cgroups: Any) -> list[str]:
+    """What a server must say loudly at start: no isolation, no cgroup, unbounded
+    socket buffers (see docs/SECURITY.md)."""
+    warnings = [isolation_warning] if isolation_warning else []
+    if not cgroups.available:
+        warnings.append(
+            f"no cgroup per sandbox ({cgroups.reason}): --memory-mb bounds each process, "
+            "not the request; a request can use several times it (docs/SECURITY.md).")
+    elif not str(cgroups.sockets).startswith(("bounded", "counted")):
+        warnings.append(
+            f"socket buffers of the sandbox are {cgroups.sockets}: code can hold host "
+            "memory in TCP buffers on its loopback beyond --memory-mb (docs/SECURITY.md).")
+    return warnings
 
 
 def main(argv: list[str] | None = None) -> int:

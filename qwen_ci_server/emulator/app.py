@@ -7,6 +7,7 @@ import contextlib
 import contextvars
 import hmac
 import logging
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
@@ -31,6 +32,7 @@ from qwen_ci_server.emulator.validation import (
     too_large,
 )
 from qwen_ci_server.emulator.wire import (
+    EMULATOR_PREFIX,
     INTERNAL_ERROR,
     INVALID_API_KEY,
     NATIVE_HEADERS,
@@ -38,6 +40,7 @@ from qwen_ci_server.emulator.wire import (
     CompatStream,
     ServiceError,
     compat_status,
+    emulator_invalid,
     native_complete,
     native_event,
     native_payload,
@@ -189,6 +192,42 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
+async def _load(request: Request, limit: int) -> dict[str, Any]:
+    """The body's JSON object (see :func:`load_body`), parsed off the event loop when it is
+    large. Its size and number of values were bounded by the front door already."""
+    raw = await _read_body(request, limit)
+    if len(raw) < 64 << 10:
+        body = load_body(raw, limit)
+    else:
+        body = await asyncio.to_thread(load_body, raw, limit)
+    if _SURROGATE.search(raw) and _lone_surrogate(body):
+        raise emulator_invalid(
+            "the request body holds a lone UTF-16 surrogate (\\ud800-\\udfff without its "
+            "pair) in a string; send valid Unicode.")
+    return body
+
+
+_SURROGATE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+
+
+def _lone_surrogate(value: Any) -> bool:
+    """True when a string of ``value`` (a parsed body) cannot be encoded as UTF-8."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def _is_sse(request: Request) -> bool:
     if request.headers.get("x-dashscope-sse", "").lower() == "enable":
         return True
@@ -246,8 +285,7 @@ class _Handlers:
             faults = parse_faults(request.headers.get(HEADER) if self.config.faults else None)
             if faults.before is not None:
                 raise faults.before
-            body = load_body(await _read_body(request, self.config.max_body_bytes),
-                             self.config.max_body_bytes)
+            body = await _load(request, self.config.max_body_bytes)
             parsed = parse_native(body, endpoint, stream, self.config.extra_models)
             _note(model=parsed.generation.model)
         except ServiceError as error:
@@ -345,8 +383,7 @@ class _Handlers:
             faults = parse_faults(request.headers.get(HEADER) if self.config.faults else None)
             if faults.before is not None:
                 raise faults.before
-            raw = await _read_body(request, self.config.max_body_bytes)
-            parsed = parse_compatible(load_body(raw, self.config.max_body_bytes),
+            parsed = parse_compatible(await _load(request, self.config.max_body_bytes),
                                       self.config.extra_models)
             _note(model=parsed.generation.model)
         except ServiceError as error:
@@ -407,7 +444,7 @@ class _Handlers:
         return JSONResponse({
             "status": "ok",
             "model": getattr(self.model, "name", type(self.model).__name__),
-            "isolation": pool.isolation.mode if pool and pool.isolation else None,
+            **(pool.guarantees() if pool else {"isolation": None}),
             "warm_kernels": pool.warm if pool else 0,
         })
 
@@ -450,6 +487,31 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
     from qwen_ci_server.emulator.responses_route import responses_routes  # imports this module
 
     routes += responses_routes(handlers)
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(_RequestLog)])
+    middleware = [Middleware(_RequestLog)]  # outermost: refused requests are logged too
+    if config.front_door:
+        middleware.append(_front_door(config, handlers))
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.config = config
     return app
+
+
+EMULATOR_CONCURRENCY = 64
+"""Requests the emulator serves at once (more wait in a queue of 256, then 429)."""
+
+
+def _front_door(config: EmulatorConfig, handlers: _Handlers) -> Middleware:
+    """The gate ``qwen-ci serve`` has, in front of every endpoint of the emulator."""
+    from qwen_ci_server.selfhost.gate import Gate
+
+    def health() -> dict[str, Any]:
+        pool = handlers.pool
+        return {"model": getattr(handlers.model, "name", type(handlers.model).__name__),
+                **(pool.guarantees() if pool else {"isolation": None}),
+                "warm_kernels": pool.warm if pool else 0}
+
+    return Middleware(
+        Gate, max_concurrency=EMULATOR_CONCURRENCY, max_queue=4 * EMULATOR_CONCURRENCY,
+        max_body_bytes=config.max_body_bytes, health=health, api_key=config.api_key,
+        max_buffered_bytes=max(64 << 20, 4 * config.max_body_bytes),
+        body_timeout=config.body_timeout, public_health=True, prefix=EMULATOR_PREFIX,
+        too_large_error=too_large, access_log=False)

@@ -16,6 +16,8 @@ HEADER_TIMEOUT = 10.0
 """Seconds a connection has to send a request's headers (both servers)."""
 MAX_CONNECTIONS = 512
 """Open connections at most (both servers)."""
+BODY_TIMEOUT = 30.0
+"""Seconds a client has to send its whole body (both servers)."""
 
 
 @dataclass
@@ -48,12 +50,18 @@ class EmulatorConfig:
     """Model names accepted besides the service's table (self-hosted mode)."""
     faults: bool = True
     """Honour the ``X-Emulator-Fault`` header (off in self-hosted mode)."""
-    fail_closed: bool = False
+    fail_closed: bool = True
     """Refuse to start without working bubblewrap unless ``isolation='none'``."""
     header_timeout: float = HEADER_TIMEOUT
     """Seconds a connection has to send a request's headers; then it is closed."""
     max_connections: int = MAX_CONNECTIONS
     """Open connections at most; a new one beyond gets 503 and is closed."""
+    body_timeout: float = BODY_TIMEOUT
+    """Seconds a client has to send its whole body; then 408."""
+    front_door: bool = True
+    """Put the servers' shared front door in front of the app (key before body, body
+    limits and timeout, JSON value bound, concurrency, deadline); off when the app is
+    wrapped in one already (``qwen-ci serve``)."""
 
     def build_model(self) -> Model:
         """The model this configuration asks for."""

@@ -23,7 +23,7 @@ from qwen_ci_server.emulator.app import (
     _note,
     _note_frame,
     _Primed,
-    _read_body,
+    _load,
     _service_error,
 )
 from qwen_ci_server.emulator.faults import HEADER, parse_faults
@@ -35,7 +35,6 @@ from qwen_ci_server.emulator.responses import (
     parse_responses,
 )
 from qwen_ci_server.emulator.service import RESPONSES_PATHS
-from qwen_ci_server.emulator.validation import load_body
 from qwen_ci_server.emulator.wire import (
     INTERNAL_ERROR,
     ServiceError,
@@ -63,8 +62,7 @@ class _Responses:
             faults = parse_faults(request.headers.get(HEADER) if config.faults else None)
             if faults.before is not None:
                 raise faults.before
-            raw = await _read_body(request, config.max_body_bytes)
-            parsed = parse_responses(load_body(raw, config.max_body_bytes),
+            parsed = parse_responses(await _load(request, config.max_body_bytes),
                                      config.extra_models)
             _note(model=parsed.generation.model)
         except ServiceError as error:

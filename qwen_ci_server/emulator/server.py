@@ -89,13 +89,36 @@ class _GuardedHTTP(_HTTP):  # type: ignore[misc]
     _timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:
-        if len(self.server_state.connections) >= self.max_connections:
+        if len(self.server_state.connections) >= self.max_connections and not self._evict():
             transport.write(_refusal(self.max_connections))
             transport.close()
             return
         super().connection_made(transport)
         self._waiting_since = self.loop.time()
         self._schedule()
+
+    def _evict(self) -> bool:
+        """Make room by closing the connection idle the longest (no request in progress:
+        it sent no headers yet, or waits between requests); False when every connection
+        is serving a request. Idle sockets reopened as fast as they are closed thus
+        cannot keep real clients out: they only push each other out."""
+        idle = [c for c in self.server_state.connections
+                if isinstance(c, _GuardedHTTP) and c._waiting_since is not None
+                and c._idle()]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda c: c._waiting_since or 0.0)
+        victim._waiting_since = None
+        victim.transport.close()
+        self.server_state.connections.discard(victim)
+        return True
+
+    def _idle(self) -> bool:
+        transport = getattr(self, "transport", None)
+        if transport is None or transport.is_closing():
+            return False
+        cycle = self.cycle
+        return cycle is None or cycle.response_complete
 
     def _schedule(self) -> None:
         self._timer = self.loop.call_later(max(0.05, self.header_timeout / 4), self._check)
@@ -200,6 +223,7 @@ class Emulator:
         log_level: str = "warning",
         header_timeout: float = _DEFAULTS.header_timeout,
         max_connections: int = _DEFAULTS.max_connections,
+        body_timeout: float = _DEFAULTS.body_timeout,
     ) -> None:
         self.config = EmulatorConfig(
             api_key=api_key,
@@ -211,9 +235,10 @@ class Emulator:
             frame_delay=frame_delay,
             max_runs=max_runs,
             max_body_bytes=max_body_bytes,
-            fail_closed=not is_loopback(host),
+            fail_closed=True,  # every host: only isolation='none' runs code unisolated
             header_timeout=header_timeout,
             max_connections=max_connections,
+            body_timeout=body_timeout,
         )
         self.host = host
         self.port = port
@@ -246,7 +271,7 @@ class Emulator:
         if self._thread is not None:
             raise RuntimeError("The emulator was already started.")
         config = getattr(self.app.state, "config", self.config)
-        if getattr(config, "fail_closed", False):
+        if getattr(config, "fail_closed", True):
             isolation = detect_isolation(config.isolation)
             refusal = isolation.refusal(f"The server on {self.host}")
             if refusal is not None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from qwen_ci_server.sandbox.limits import Limits
+from qwen_ci_server.sandbox.reaper import reap_stale, start_watchdog
 
 Version = Literal[1, 2]
 _V1_CONTROLLERS = ("memory", "pids", "cpu", "freezer")
@@ -51,6 +52,8 @@ class CgroupSupport:
     version: Version | None
     reason: str
     parents: dict[str, str] = field(default_factory=dict)
+    sockets: str = "not bounded: no cgroup"
+    """How the sandbox's socket buffers (TCP on its loopback) are bounded."""
 
     @property
     def available(self) -> bool:
@@ -99,24 +102,8 @@ def _under(mount: str, root: str, path: str) -> str:
     return os.path.join(mount, relative.lstrip("/"))
 
 
-def _sweep(directory: str) -> None:
-    """Remove the empty groups left by servers that died without cleaning up."""
-    with contextlib.suppress(OSError):
-        for entry in os.listdir(directory):
-            pid = entry.removeprefix("qwen-ci-")
-            if entry == pid or not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
-                continue
-            stale = os.path.join(directory, entry)
-            with contextlib.suppress(OSError):
-                for child in os.listdir(stale):
-                    if os.path.isdir(os.path.join(stale, child)):
-                        os.rmdir(os.path.join(stale, child))
-                os.rmdir(stale)
-
-
 def _prepare(directory: str) -> str:
     """This server's parent group under ``directory`` (created, writable) or raise OSError."""
-    _sweep(directory)
     parent = os.path.join(directory, f"qwen-ci-{os.getpid()}")
     os.makedirs(parent, exist_ok=True)
     probe = os.path.join(parent, f"probe-{secrets.token_hex(4)}")
@@ -128,13 +115,18 @@ def _prepare(directory: str) -> str:
 def _detect_v1(mounts: list[tuple[str, str, str, set[str]]], own: dict[str, str]) -> CgroupSupport:
     parents: dict[str, str] = {}
     missing: list[str] = []
+    bases: dict[str, str] = {}
     for controller in _V1_CONTROLLERS:
         mount = next((m for m in mounts if m[2] == "cgroup" and controller in m[3]), None)
-        if mount is None:
+        if mount is not None:
+            bases[controller] = _under(mount[1], mount[0], own.get(controller, "/"))
+    reap_stale(bases.values())  # what dead servers left, before anything new
+    for controller in _V1_CONTROLLERS:
+        if controller not in bases:
             missing.append(controller)
             continue
         try:
-            parents[controller] = _prepare(_under(mount[1], mount[0], own.get(controller, "/")))
+            parents[controller] = _prepare(bases[controller])
         except OSError as exc:
             if controller in _REQUIRED:
                 return CgroupSupport(None, f"cannot create a cgroup for the sandboxes ({exc})")
@@ -143,7 +135,33 @@ def _detect_v1(mounts: list[tuple[str, str, str, set[str]]], own: dict[str, str]
     if absent:
         return CgroupSupport(None, f"the {' and '.join(absent)} cgroup controller is not mounted")
     note = f" (without {', '.join(missing)})" if missing else ""
-    return CgroupSupport(1, f"cgroup v1{note}", parents)
+    return CgroupSupport(1, f"cgroup v1{note}", parents, _probe_tcp(parents["memory"]))
+
+
+TCP_FILE = "memory.kmem.tcp.limit_in_bytes"
+
+
+def socket_budget(limits: Limits) -> int:
+    """Bytes of TCP socket buffers a sandbox may hold (cgroup v1: its own counter, apart
+    from ``Limits.memory``): a quarter of the memory budget, at least 16 MiB."""
+    return max(16 << 20, limits.memory // 4)
+
+
+def _probe_tcp(parent: str) -> str:
+    """Whether cgroup v1 can bound a group's TCP buffers here (kmem.tcp accounting)."""
+    probe = os.path.join(parent, f"probe-{secrets.token_hex(4)}")
+    try:
+        os.mkdir(probe)
+    except OSError as exc:
+        return f"not bounded: {exc}"
+    try:
+        _write(os.path.join(probe, TCP_FILE), str(16 << 20))
+        return "bounded: memory.kmem.tcp.limit_in_bytes"
+    except OSError as exc:
+        return f"not bounded: cgroup v1 without TCP accounting ({exc.strerror or exc})"
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(probe)
 
 
 def _write(path: str, value: str) -> None:
@@ -169,6 +187,7 @@ def _detect_v2(mounts: list[tuple[str, str, str, set[str]]], own: dict[str, str]
     if absent:
         return CgroupSupport(None, f"cgroup v2 does not delegate {' and '.join(absent)} here")
     wanted = [c for c in ("memory", "pids", "cpu") if c in available]
+    reap_stale([base])  # what dead servers left, before anything new
     try:
         enabled = set(_read(os.path.join(base, "cgroup.subtree_control")).split())
         if not set(wanted) <= enabled:
@@ -185,22 +204,27 @@ def _detect_v2(mounts: list[tuple[str, str, str, set[str]]], own: dict[str, str]
         _write(os.path.join(parent, "cgroup.subtree_control"), " ".join(f"+{c}" for c in wanted))
     except OSError as exc:
         return CgroupSupport(None, f"cannot create a cgroup v2 group for the sandboxes ({exc})")
-    return CgroupSupport(2, "cgroup v2", {"": parent})
+    return CgroupSupport(2, "cgroup v2", {"": parent},
+                         "counted: cgroup v2 charges socket buffers to memory.max")
 
 
 @functools.cache
 def cgroup_support() -> CgroupSupport:
     """Detect (once) whether each sandbox can get its own cgroup here."""
     if os.environ.get("QWEN_CI_NO_CGROUP"):
-        return CgroupSupport(None, "disabled by QWEN_CI_NO_CGROUP")
-    mounts = _mounts()
-    own = _own_groups()
-    if any(m[2] == "cgroup" and "memory" in m[3] for m in mounts):
-        found = _detect_v1(mounts, own)
+        found = CgroupSupport(None, "disabled by QWEN_CI_NO_CGROUP")
+        reap_stale([])
     else:
-        found = _detect_v2(mounts, own)
-    # this server's parent groups go when it exits (rmdir: only once they are empty)
+        mounts = _mounts()
+        own = _own_groups()
+        if any(m[2] == "cgroup" and "memory" in m[3] for m in mounts):
+            found = _detect_v1(mounts, own)
+        else:
+            found = _detect_v2(mounts, own)
+    # this server's parent groups go when it exits (rmdir: only once they are empty), and
+    # whatever it leaves when it dies is reaped by its watchdog
     atexit.register(_remove_dirs, list(found.parents.values()))
+    start_watchdog(found.parents.values())
     return found
 
 
@@ -222,9 +246,10 @@ class Cgroup:
         ...     group.remove()
     """
 
-    def __init__(self, version: Version, dirs: dict[str, str]) -> None:
+    def __init__(self, version: Version, dirs: dict[str, str], tcp: bool = False) -> None:
         self.version = version
         self.dirs = dirs
+        self._tcp = tcp
         self._frozen = False
 
     @classmethod
@@ -234,7 +259,7 @@ class Cgroup:
             raise OSError(support.reason)
         name = f"k{next(_counter)}-{secrets.token_hex(3)}"
         dirs = {key: os.path.join(parent, name) for key, parent in support.parents.items()}
-        group = cls(support.version, dirs)
+        group = cls(support.version, dirs, support.sockets.startswith("bounded"))
         try:
             for path in dirs.values():
                 os.mkdir(path)
@@ -255,6 +280,8 @@ class Cgroup:
             if os.path.exists(swap):
                 _write(swap, str(limits.memory))
             _write(self._file("pids", "pids.max"), str(limits.processes))
+            if self._tcp:  # socket buffers are not charged to memory.limit_in_bytes in v1
+                _write(self._file("memory", TCP_FILE), str(socket_budget(limits)))
             if "cpu" in self.dirs:
                 _write(self._file("cpu", "cpu.cfs_period_us"), "100000")
                 _write(self._file("cpu", "cpu.cfs_quota_us"), str(quota))

@@ -16,11 +16,13 @@ sandbox (:mod:`qwen_ci_server.sandbox.cgroups`) bounds the whole sandbox where o
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import json
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -68,14 +70,61 @@ Without bubblewrap it also asks for SIGKILL when the server dies (``PR_SET_PDEAT
 
 _UID_BASE = 200_000
 _UID_SPAN = 60_000
+UID_BLOCK = 1_000
+"""Sandbox uids one server owns: it takes a block of its own (an exclusive lock per
+block), so two servers on one host never hand out the same uid (``RLIMIT_NPROC`` is
+counted per uid across the host)."""
+_UID_LOCKS = "/run/qwen-ci-uids"
+_uid_block: tuple[int, int] | None = None  # (first uid, lock fd)
 _uid_counter = 0
 
 
+def _uid_lock_dir() -> str:
+    """Where the block locks live: root-only, so no other user can take the blocks."""
+    for path in (_UID_LOCKS, os.path.join(tempfile.gettempdir(), "qwen-ci-uids")):
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            info = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid():
+            return path
+    raise RuntimeError("no directory for the sandbox uid locks (/run or the temporary "
+                       "directory must be writable by root)")
+
+
+def uid_range() -> range:
+    """The sandbox uids of this server (a block claimed on first use, held until exit)."""
+    global _uid_block
+    if _uid_block is None or _uid_block[0] < 0:
+        directory = _uid_lock_dir()
+        blocks = _UID_SPAN // UID_BLOCK
+        start = os.getpid() % blocks
+        for step in range(blocks):
+            block = (start + step) % blocks
+            fd = os.open(os.path.join(directory, f"block-{block}.lock"),
+                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            _uid_block = (_UID_BASE + block * UID_BLOCK, fd)
+            break
+        else:
+            raise RuntimeError(f"all {blocks} blocks of sandbox uids are taken by other "
+                               "servers on this host")
+    first = _uid_block[0]
+    return range(first, first + UID_BLOCK)
+
+
 def _next_uid() -> int:
-    """A fresh unprivileged uid per kernel: separate process counts, no shared files."""
+    """A fresh unprivileged uid per kernel, from this server's own block: separate
+    process counts, no shared files, never another server's."""
     global _uid_counter
+    uids = uid_range()
     _uid_counter += 1
-    return _UID_BASE + (os.getpid() * 97 + _uid_counter) % _UID_SPAN
+    return uids[_uid_counter % len(uids)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +153,14 @@ class Isolation:
         """The start-up warning for rlimits-only mode."""
         if self.mode == "bwrap":
             return None
+        fix = ("Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)."
+               if "not installed" in self.reason else
+               "See docs/SECURITY.md ('Why bubblewrap fails')." if not self.explicit else "")
         text = (
             f"qwen-ci sandbox: bubblewrap isolation is not in effect ({self.reason}); code "
             "runs with rlimits only: it can use the network, read and write files as "
-            "your user and read the server's memory and environment (its keys). Install "
-            "bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)."
-        )
+            "your user and read the server's memory and environment (its keys). " + fix
+        ).rstrip()
         if os.geteuid() == 0:
             text += " Running as root, the process limit (fork bombs) does not apply either."
         return text
@@ -440,7 +491,7 @@ def kernel_command(
     ``hosts`` (:func:`write_etc`); ``seccomp_fd`` the filter for ``bwrap --seccomp``;
     ``cgroup_procs`` the ``cgroup.procs`` files of the sandbox's cgroup.
     """
-    python = python or sys.executable
+    python = resolve_python(python or sys.executable)
     kernel = [python, "-m", "ipykernel_launcher", "-f", connection_file]
     venv_bin = os.path.dirname(python)
     if isolation.mode != "bwrap":
@@ -456,13 +507,26 @@ def kernel_command(
     spec = {"rlimits": rlimits(limits, count_existing=False), "uid": uid}
     assert isolation.bwrap is not None
     args, pass_fds = _bwrap_namespaces(isolation.bwrap, root, seccomp_fd)
-    args += _bwrap_mounts(isolation, limits, etc_dir, run_dir)
+    args += _bwrap_mounts(isolation, limits, etc_dir, run_dir, python)
     args += ["--chdir", WORKSPACE, "--clearenv"]
     for key, value in sandbox_env(WORKSPACE, venv_bin).items():
         args += ["--setenv", key, value]
     argv = [*args, "--", python, "-I", "-S", "-c", LAUNCHER, json.dumps(spec), *kernel]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     return KernelCommand(in_cgroup(cgroup_procs, argv), env, run_dir, uid, pass_fds)
+
+
+def resolve_python(python: str) -> str:
+    """``python`` with its folder resolved (symlinks, ``..``): the sandbox binds only
+    resolved folders, so an unresolved path would not exist inside it. The file name is
+    kept, so a virtual environment's ``bin/python`` link still finds its ``pyvenv.cfg``.
+
+    Example:
+        >>> resolve_python("/usr/bin/../bin/python3")
+        '/usr/bin/python3'
+    """
+    absolute = os.path.abspath(python)
+    return os.path.join(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute))
 
 
 def _bwrap_namespaces(bwrap: str, root: bool,
@@ -484,7 +548,7 @@ def _bwrap_namespaces(bwrap: str, root: bool,
 
 
 def _bwrap_mounts(isolation: Isolation, limits: Limits, etc_dir: str | None,
-                  run_dir: str) -> list[str]:
+                  run_dir: str, python: str | None = None) -> list[str]:
     """The sandbox's file system: the system read-only, private tmpfs mounts, the
     interpreter's folders and the run directory."""
     binds = _Binds()
@@ -508,7 +572,14 @@ def _bwrap_mounts(isolation: Isolation, limits: Limits, etc_dir: str | None,
         size = ["--size", str(quota)] if isolation.supports_size else []
         binds.mount("--perms", "1777", *size, "--tmpfs", mount)
     # after /tmp: an environment or a run directory under /tmp stays visible
-    for path in python_roots():
+    roots = python_roots()
+    if python is not None:  # the interpreter asked for, and the one its link points to
+        extra = {os.path.dirname(python), os.path.dirname(os.path.realpath(python))}
+        venv = os.path.dirname(os.path.dirname(python))
+        if os.path.exists(os.path.join(venv, "pyvenv.cfg")):
+            extra.add(venv)
+        roots = _minimal([*roots, *extra])
+    for path in roots:
         binds.add("--ro-bind", path, path)
     binds.add("--bind", run_dir, run_dir)
     return binds.args

@@ -53,6 +53,7 @@ from qwen_ci_server.sandbox.limits import (
     strip_ansi,
 )
 from qwen_ci_server.sandbox.procs import process_tree
+from qwen_ci_server.sandbox.reaper import run_dir_prefix
 from qwen_ci_server.sandbox.seccomp import filter_fd, filter_program
 
 _POLL = 0.2  # seconds between liveness checks while waiting for output
@@ -146,7 +147,9 @@ class Kernel:
         self._client: AsyncKernelClient | None = None
         self._monitors: list[zmq.Socket[Any]] = []
         self._context: zmq.asyncio.Context | None = None
-        self._stderr: Any = None
+        self._stderr: int | None = None  # the read end of the kernel's output pipe
+        self._log = CappedText(4000)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._busy = False
         self._drainer: asyncio.Task[None] | None = None
@@ -193,7 +196,7 @@ class Kernel:
             raise
 
     def _launch(self) -> None:
-        base = tempfile.mkdtemp(prefix="qwen-ci-sandbox-")
+        base = tempfile.mkdtemp(prefix=run_dir_prefix())  # named by owner: reaped if it dies
         self._dir = base
         run_dir, work_dir = os.path.join(base, "run"), os.path.join(base, "work")
         os.mkdir(run_dir, 0o700)
@@ -233,7 +236,7 @@ class Kernel:
             if command.uid is not None:
                 self._hand_over(command.uid, base, (run_dir, work_dir, connection_file),
                                 etc_dir if bwrap else None)
-            self._start(command, os.path.join(base, "kernel.log"))
+            self._start(command)
         finally:
             if seccomp is not None:
                 os.close(seccomp)
@@ -251,18 +254,59 @@ class Kernel:
         if etc_dir is not None:
             write_etc(etc_dir, uid)
 
-    def _start(self, command: KernelCommand, log: str) -> None:
-        self._stderr = open(log, "w+b")  # noqa: SIM115
-        self._proc = subprocess.Popen(
-            command.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=self._stderr,
-            stderr=self._stderr,
-            env=command.env,
-            cwd=command.cwd,
-            start_new_session=True,
-            pass_fds=command.pass_fds,
-        )
+    def _start(self, command: KernelCommand) -> None:
+        # the kernel's own output goes to a pipe the server drains, keeping a capped head
+        # and tail for error messages: no host file the code could fill
+        read, write = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                command.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=write,
+                stderr=write,
+                env=command.env,
+                cwd=command.cwd,
+                start_new_session=True,
+                pass_fds=command.pass_fds,
+            )
+        except BaseException:
+            os.close(read)
+            raise
+        finally:
+            os.close(write)
+        os.set_blocking(read, False)
+        self._stderr = read
+        self._log = CappedText(4000)
+        with contextlib.suppress(RuntimeError):
+            self._loop = asyncio.get_running_loop()
+            self._loop.add_reader(read, self._read_log)
+
+    def _read_log(self) -> None:
+        """Drain the kernel's output pipe (a bounded read at a time)."""
+        fd = self._stderr
+        if fd is None:
+            return
+        for _ in range(16):
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._close_log()
+                return
+            self._log.add(chunk.decode(errors="replace"))
+
+    def _close_log(self) -> None:
+        fd, self._stderr = self._stderr, None
+        if fd is None:
+            return
+        if self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(fd)
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
     async def _connect(self, limit: float) -> None:
         """Connect once the kernel created its sockets, through hard links in a directory
@@ -323,13 +367,8 @@ class Kernel:
         os.chmod(self._run_dir, 0o755, follow_symlinks=False)
 
     def _log_tail(self) -> str:
-        if self._stderr is None:
-            return ""
-        with contextlib.suppress(OSError, ValueError):
-            self._stderr.flush()
-            self._stderr.seek(0)
-            return cap(self._stderr.read().decode(errors="replace"), 2000).strip()
-        return ""
+        self._read_log()
+        return cap(self._log.value(), 2000).strip()
 
     async def _wait_ready(self, limit: float) -> None:
         client = self._require_client()
@@ -452,9 +491,7 @@ class Kernel:
                 self._context.destroy(linger=0)
         if self.cgroup is not None:
             self.cgroup.remove()
-        if self._stderr is not None:
-            with contextlib.suppress(OSError):
-                self._stderr.close()
+        self._close_log()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
 

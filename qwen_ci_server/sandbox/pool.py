@@ -94,6 +94,19 @@ class KernelPool:
         self._refill()
         return self
 
+    def guarantees(self) -> dict[str, str | None]:
+        """What the sandbox here does and does not bound (for banners and ``/health``):
+        the isolation and why, the cgroup (or why none), the socket buffers."""
+        support = cgroup_support()
+        isolation = self.isolation
+        return {
+            "isolation": isolation.mode if isolation else None,
+            "isolation_reason": isolation.reason if isolation else None,
+            "resources": ("a cgroup per sandbox (" + support.reason + ")" if support.available
+                          else f"rlimits per process only: no cgroup ({support.reason})"),
+            "socket_memory": support.sockets,
+        }
+
     @property
     def warm(self) -> int:
         """Kernels started and waiting for a request."""

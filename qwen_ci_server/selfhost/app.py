@@ -41,12 +41,13 @@ def create_serve_app(config: ServeConfig, model: UpstreamModel | None = None) ->
         api_key=config.api_key, model=model, pool_size=config.pool_size, limits=config.limits,
         isolation=config.isolation, frame_delay=0.0, max_runs=config.max_rounds,
         extra_models=(config.upstream.model,), faults=False, fail_closed=True,
+        front_door=False,  # its own gate below, with the serve settings
     ))
 
     def health() -> dict[str, Any]:
         pool = getattr(app.state, "pool", None)
-        isolation = pool.isolation.mode if pool is not None and pool.isolation else None
-        return {"model": model.name, "isolation": isolation,
+        guarantees = pool.guarantees() if pool is not None else {"isolation": None}
+        return {"model": model.name, **guarantees,
                 "warm_kernels": pool.warm if pool is not None else 0}
 
     app.add_middleware(Gate, max_concurrency=config.max_concurrency, max_queue=config.max_queue,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from qwen_ci_server.cli import LOCAL_KEY
+from qwen_ci_server.cli import LOCAL_KEY, api_key_from_args, startup_warnings
 from qwen_ci_server.emulator.service import API_KEY_ENV, BASE_URL_ENV
 from qwen_ci_server.sandbox.cgroups import cgroup_support
 from qwen_ci_server.sandbox.isolation import detect_isolation
@@ -94,7 +94,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
                         cpus=args.cpus)
         return ServeConfig(
             upstream,
-            api_key=args.api_key or _env_secret(args.api_key_env, "--api-key-env"),
+            api_key=api_key_from_args(args),
             max_rounds=args.max_rounds, max_concurrency=args.max_concurrency,
             max_queue=args.max_queue, queue_timeout=args.queue_timeout,
             max_body_bytes=int(args.max_body_mb * (1 << 20)),
@@ -166,9 +166,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"qwen-ci serve on {url}  upstream: {config.upstream.model} at "
           f"{safe_url(config.upstream.base_url)}  sandbox: {isolation.mode}, {resources}",
           flush=True)
-    if isolation.mode != "bwrap":
-        print(f"  WARNING: {isolation.warning}", flush=True)
-    key = "<your --api-key>" if config.api_key else LOCAL_KEY
+    for warning in startup_warnings(isolation.warning, cgroups):
+        print(f"  WARNING: {warning}", flush=True)
+    key = "<your key>" if config.api_key else LOCAL_KEY
     print(f"  export {BASE_URL_ENV}={url} {API_KEY_ENV}={key}", flush=True)
     serve(config, sock, args.log_level)
     return 0

@@ -3,6 +3,9 @@
 - the API key, checked from the headers before any byte of the body is read (401);
 - a request body size limit (413), a bound on the body bytes held at once for all
   requests (429), and a body read timeout (408);
+- a bound on the JSON values of a body (:func:`json_values_error`, 400), checked with a
+  few byte scans before any handler parses it: a breadth bomb (megabytes of ``{}``)
+  cannot make the server allocate hundreds of MiB or block its event loop;
 - a bound on concurrent requests, with a bounded queue; beyond it, or after waiting
   ``queue_timeout`` seconds, 429 ``Throttling`` in the protocol's shape; a client that
   leaves while queued frees its place;
@@ -13,12 +16,14 @@
 - one structured access log line per request (no prompts, no keys).
 
 Connections themselves (header timeout, connection limit) are guarded below ASGI, in
-:func:`qwen_ci_server.emulator.server.guarded_http`.
+:func:`qwen_ci_server.emulator.server.guarded_http`. Both servers (``qwen-ci serve`` and
+the emulator) stand behind this gate, so every endpoint, also one added later, gets it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -43,41 +48,84 @@ from qwen_ci_server.selfhost.logs import RequestStats, bind_stats, unbind_stats
 access_logger = logging.getLogger("qwen_ci_server.selfhost.access")
 
 SERVER_PREFIX = "qwen-ci serve: "
+UNAUTHORIZED_LOG_RATE = 10
+"""Access log lines per second, at most, for requests without the key."""
+MAX_JSON_VALUES = 100_000
+"""JSON values (objects, arrays, elements, members) a request body may hold; real request
+bodies hold hundreds, a conversation of 1,024 messages some thousands."""
+_WRITE_GRACE = 5.0  # seconds to hand a client its deadline error before giving up on it
 
 
-def _throttling(why: str) -> ServiceError:
+def _throttling(why: str, prefix: str = SERVER_PREFIX) -> ServiceError:
     return ServiceError(
-        429, "Throttling", f"Requests throttling triggered. {SERVER_PREFIX}{why}; retry later.",
+        429, "Throttling", f"Requests throttling triggered. {prefix}{why}; retry later.",
         "limit_requests", compat_type="limit_requests",
     )
 
 
-def throttled(max_concurrency: int) -> ServiceError:
+def throttled(max_concurrency: int, prefix: str = SERVER_PREFIX) -> ServiceError:
     """429 ``Throttling``: every slot is busy and the queue is full (or waited too long)."""
-    return _throttling(f"all {max_concurrency} request slots are busy")
+    return _throttling(f"all {max_concurrency} request slots are busy", prefix)
 
 
-def too_many_bodies(limit: int) -> ServiceError:
+def too_many_bodies(limit: int, prefix: str = SERVER_PREFIX) -> ServiceError:
     """429: the bodies being read for all requests already hold ``limit`` bytes."""
-    return _throttling(f"request bodies of {limit} bytes are being received already")
+    return _throttling(f"request bodies of {limit} bytes are being received already", prefix)
 
 
-def body_timeout(seconds: float) -> ServiceError:
+def body_timeout(seconds: float, prefix: str = SERVER_PREFIX) -> ServiceError:
     """408: the client did not send its body in time."""
     return ServiceError(
         408, "RequestTimeOut",
-        f"{SERVER_PREFIX}the request body was not received within {seconds:g} s.",
+        f"{prefix}the request body was not received within {seconds:g} s.",
         "request_timeout",
     )
 
 
-def deadline_passed(seconds: float) -> ServiceError:
+def deadline_passed(seconds: float, prefix: str = SERVER_PREFIX) -> ServiceError:
     """504: the request ran longer than the server allows."""
     return ServiceError(
         504, "RequestTimeOut",
-        f"{SERVER_PREFIX}the request ran longer than {seconds:g} s and was stopped.",
+        f"{prefix}the request ran longer than {seconds:g} s and was stopped.",
         "request_timeout", compat_type="timeout",
     )
+
+
+def too_many_values(limit: int, prefix: str = SERVER_PREFIX) -> ServiceError:
+    """400: the body holds more JSON values than the server parses."""
+    return ServiceError(
+        400, "InvalidParameter",
+        f"{prefix}the request body holds more than {limit} JSON values (objects, arrays, "
+        "elements); send fewer or larger items.", "invalid_parameter_error",
+        parameter_error=True,
+    )
+
+
+def json_values(raw: bytes, limit: int) -> int:
+    """How many JSON values ``raw`` holds, counted exactly only up to about ``limit``
+    (beyond, a number over ``limit``), with a few byte scans and no parsing: commas and
+    opening brackets outside strings. Bounded cost: escaped characters are removed and
+    the strings split off only when the raw count is over ``limit`` and there are at most
+    ``limit`` strings.
+
+    Example:
+        >>> json_values(b'{"a": [1, 2], "b": "x,{["}', 5)  # 2 objects or arrays, 3 more
+        5
+    """
+    rough = raw.count(b",") + raw.count(b"{") + raw.count(b"[") + 1
+    if rough <= limit:
+        return rough
+    strings = raw.count(b'"') // 2
+    if strings > limit:
+        return strings
+    clean = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    outside = b"".join(clean.split(b'"')[::2])
+    return outside.count(b",") + outside.count(b"{") + outside.count(b"[") + 1
+
+
+def _ambiguous_framing(headers: list[tuple[bytes, bytes]]) -> bool:
+    names = {key.lower() for key, _ in headers}
+    return b"content-length" in names and b"transfer-encoding" in names
 
 
 def bearer_matches(headers: list[tuple[bytes, bytes]], api_key: str | None) -> bool:
@@ -93,11 +141,11 @@ def bearer_matches(headers: list[tuple[bytes, bytes]], api_key: str | None) -> b
     return hmac.compare_digest(token, api_key.encode())
 
 
-def too_large(limit: int) -> ServiceError:
+def too_large(limit: int, prefix: str = SERVER_PREFIX) -> ServiceError:
     """413: the body is larger than the server accepts (the server's own error)."""
     return ServiceError(
         413, "RequestTooLarge",
-        f"{SERVER_PREFIX}the request body is larger than {limit} bytes.",
+        f"{prefix}the request body is larger than {limit} bytes.",
         "request_too_large",
     )
 
@@ -115,6 +163,8 @@ class _Access:
     outcome: str | None = None
     queue_ms: float = 0.0
     stats: RequestStats = field(default_factory=RequestStats)
+    unlogged: int = 0
+    """Requests without the key left out of the log before this line (rate limit)."""
 
     def write(self) -> None:
         outcome = self.outcome
@@ -131,6 +181,8 @@ class _Access:
             "duration_ms": round((time.monotonic() - self.started) * 1000, 1),
             "queue_ms": round(self.queue_ms, 1), **self.stats.fields(),
         }
+        if self.unlogged:
+            fields["unauthorized_not_logged"] = self.unlogged
         access_logger.info("request", extra={"fields": fields})
 
 
@@ -158,6 +210,10 @@ class Gate:
         body_timeout: float = 30.0,
         request_timeout: float = 600.0,
         public_health: bool = False,
+        prefix: str = SERVER_PREFIX,
+        too_large_error: Callable[[int, int], ServiceError] | None = None,
+        max_json_values: int = MAX_JSON_VALUES,
+        access_log: bool = True,
     ) -> None:
         if max_concurrency < 1 or max_queue < 0 or max_body_bytes < 1:
             raise ValueError("max_concurrency and max_body_bytes must be >= 1, max_queue >= 0")
@@ -174,6 +230,16 @@ class Gate:
         self.health = health
         self.api_key = api_key
         self.public_health = public_health
+        self.prefix = prefix
+        """Starts the server's own error messages (``qwen-ci serve: ``)."""
+        self.too_large_error = too_large_error
+        """The error of a body over ``max_body_bytes`` (size, limit); default 413."""
+        self.max_json_values = max_json_values
+        self.access_log = access_log
+        self._log_tokens = float(UNAUTHORIZED_LOG_RATE)
+        self._log_at = time.monotonic()
+        self.unlogged = 0
+        """Requests without the key not logged since the last line (rate limit)."""
         self.active = 0
         self.queued = 0
         self.buffered = 0
@@ -183,6 +249,15 @@ class Gate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if _ambiguous_framing(scope.get("headers", [])):
+            # RFC 9112 6.3: Content-Length with Transfer-Encoding may be request smuggling;
+            # refused, and the connection closed
+            error = ServiceError(400, "InvalidParameter", f"{self.prefix}the request has both "
+                                 "Content-Length and Transfer-Encoding; send one of them.",
+                                 "invalid_request_error")
+            await self._error(scope, send, _Access(scope["method"], scope["path"]), error,
+                              {"connection": "close"})
             return
         if scope["path"] == "/health" and scope["method"] in ("GET", "HEAD"):
             await self._health(send, bearer_matches(scope.get("headers", []), self.api_key))
@@ -202,7 +277,8 @@ class Gate:
             raise
         finally:
             unbind_stats(token)
-            access.write()
+            if self.access_log and self._may_log(access):
+                access.write()
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, access: _Access) -> None:
         if not bearer_matches(scope.get("headers", []), self.api_key):
@@ -215,9 +291,22 @@ class Gate:
             body = await self._body(scope, receive, send, access, held)
             if body is None:
                 return
+            if await self._too_many_values(body):
+                access.outcome = "too_large"
+                await self._error(scope, send, access,
+                                  too_many_values(self.max_json_values, self.prefix))
+                return
             await self._admitted(scope, receive, send, access, body)
         finally:
             self.buffered -= held[0]
+
+    async def _too_many_values(self, body: bytes) -> bool:
+        """True when ``body`` holds more JSON values than allowed (a breadth bomb); large
+        bodies are scanned off the event loop."""
+        if len(body) < 64 << 10:
+            return json_values(body, self.max_json_values) > self.max_json_values
+        count = await asyncio.to_thread(json_values, body, self.max_json_values)
+        return count > self.max_json_values
 
     async def _admitted(
         self, scope: Scope, receive: Receive, send: Send, access: _Access, body: bytes
@@ -230,7 +319,7 @@ class Gate:
             return
         if not admitted:
             access.outcome = "throttled"
-            await self._error(scope, send, access, throttled(self.max_concurrency),
+            await self._error(scope, send, access, throttled(self.max_concurrency, self.prefix),
                               {"retry-after": "1"})
             return
         assert self._slots is not None
@@ -259,7 +348,11 @@ class Gate:
                 await self.app(scope, replay, tracked)
         except TimeoutError:
             access.outcome = "deadline"
-            await self._deadline(scope, send, access)
+            # a client that does not read its answer cannot hold the slot past the
+            # deadline: the error gets a few seconds to be written, then is dropped
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_WRITE_GRACE):
+                    await self._deadline(scope, send, access)
         finally:
             self.active -= 1
             self._slots.release()
@@ -267,7 +360,7 @@ class Gate:
     async def _deadline(self, scope: Scope, send: Send, access: _Access) -> None:
         """End a request that passed its deadline: an error response, or an error frame
         when its stream already started."""
-        error = deadline_passed(self.request_timeout)
+        error = deadline_passed(self.request_timeout, self.prefix)
         if access.status is None:
             await self._error(scope, send, access, error)
             return
@@ -302,7 +395,7 @@ class Gate:
                     declared = 0
                 if declared > self.max_body_bytes:
                     access.outcome = "too_large"
-                    await self._error(scope, send, access, too_large(self.max_body_bytes))
+                    await self._error(scope, send, access, self._too_large(declared))
                     return None
         parts: list[bytes] = []
         size = 0
@@ -313,7 +406,8 @@ class Gate:
                     message = await receive()
             except TimeoutError:
                 access.outcome = "body_timeout"
-                await self._error(scope, send, access, body_timeout(self.body_timeout))
+                await self._error(scope, send, access,
+                                  body_timeout(self.body_timeout, self.prefix))
                 return None
             if message["type"] == "http.disconnect":
                 access.outcome = "client_disconnected"
@@ -322,18 +416,43 @@ class Gate:
             size += len(chunk)
             if size > self.max_body_bytes:
                 access.outcome = "too_large"
-                await self._error(scope, send, access, too_large(self.max_body_bytes))
+                await self._error(scope, send, access, self._too_large(size))
                 return None
             if self.buffered + len(chunk) > self.max_buffered_bytes:
                 access.outcome = "throttled"
                 await self._error(scope, send, access,
-                                  too_many_bodies(self.max_buffered_bytes), {"retry-after": "1"})
+                                  too_many_bodies(self.max_buffered_bytes, self.prefix),
+                                  {"retry-after": "1"})
                 return None
             self.buffered += len(chunk)
             held[0] += len(chunk)
             parts.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(parts)
+
+    def _may_log(self, access: _Access) -> bool:
+        """Requests without the key are logged at most ``UNAUTHORIZED_LOG_RATE`` a second
+        (a burst of as many): anyone can send them, and each line costs disk. The next
+        line written says how many were left out."""
+        if access.outcome != "unauthorized":
+            return True
+        now = time.monotonic()
+        self._log_tokens = min(float(UNAUTHORIZED_LOG_RATE),
+                               self._log_tokens + (now - self._log_at) * UNAUTHORIZED_LOG_RATE)
+        self._log_at = now
+        if self._log_tokens < 1:
+            self.unlogged += 1
+            return False
+        self._log_tokens -= 1
+        if self.unlogged:
+            access.unlogged = self.unlogged
+            self.unlogged = 0
+        return True
+
+    def _too_large(self, size: int) -> ServiceError:
+        if self.too_large_error is not None:
+            return self.too_large_error(size, self.max_body_bytes)
+        return too_large(self.max_body_bytes, self.prefix)
 
     async def _admit(self, receive: Receive) -> bool | None:
         """Take a slot: True; refused (queue full or waited too long): False; the client

@@ -69,6 +69,7 @@ def test_ask_without_rich_prints_plain_text(
 
 def start(command: list[str]) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DASHSCOPE_")}
+    env["EMULATOR_TEST_KEY"] = "sk-cli"
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env)
     assert proc.stdout is not None
@@ -93,7 +94,8 @@ def test_emulator_command_serves_and_exits_cleanly(runner: str) -> None:
         if script is None:
             pytest.skip("the qwen-ci console script is not installed")
         command = [script, "emulator"]
-    proc, url = start([*command, "--port", "0", "--api-key", "sk-cli", "--pool-size", "1",
+    proc, url = start([*command, "--port", "0", "--api-key-env", "EMULATOR_TEST_KEY",
+                       "--pool-size", "1",
                        "--frame-delay", "0", "--log-level", "warning"])
     try:
         deadline = time.monotonic() + 30

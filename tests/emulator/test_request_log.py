@@ -21,9 +21,10 @@ LINE = re.compile(
 
 def test_one_line_per_request_without_prompt_or_key() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DASHSCOPE_")}
+    env["EMULATOR_TEST_KEY"] = KEY
     proc = subprocess.Popen(
         [sys.executable, "-m", "qwen_ci.cli", "emulator", "--port", "0", "--pool-size", "1",
-         "--api-key", KEY, "--frame-delay", "0"],
+         "--api-key-env", "EMULATOR_TEST_KEY", "--frame-delay", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     assert proc.stdout is not None
     url = re.search(r"on (http://127\.0\.0\.1:\d+)", proc.stdout.readline())

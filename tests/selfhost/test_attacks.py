@@ -233,27 +233,25 @@ def test_slowloris_headers_are_cut_off(upstream: FakeUpstream) -> None:
                 sock.close()
 
 
-def test_connections_beyond_the_limit_get_a_clear_refusal(upstream: FakeUpstream) -> None:
+def test_connections_beyond_the_limit_push_out_idle_ones(upstream: FakeUpstream) -> None:
     """Row 6: 1,000 idle connections starved accept() (EMFILE) and a real request timed
-    out. Beyond ``max_connections`` a connection now gets 503 at once; idle ones are
-    closed after ``header_timeout``; then a real request is served."""
+    out; then (#22 finding 6) idle sockets reopened as fast as the header timeout closed
+    them kept ``max_connections`` full and real requests got 503. Beyond the limit a new
+    connection now pushes out the connection idle the longest (503 only when every
+    connection is serving a request); idle ones are closed after ``header_timeout``."""
     with selfhost(upstream.base_url, max_connections=20, max_concurrency=2, max_queue=2,
                   header_timeout=1.5) as server:
         idle = [socket.create_connection((server.host, server.port)) for _ in range(20)]
         try:
             time.sleep(0.3)
-            extra = [socket.create_connection((server.host, server.port)) for _ in range(5)]
-            statuses = [read_status(sock, 3) for sock in extra]
-            for sock in extra:
-                sock.close()
-            assert statuses == [503] * 5
+            answer = httpx.post(server.base_url + COMPAT, json=compat_body("hi"),
+                                headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+            assert answer.status_code == 200 and "fine" in answer.text
+            assert closed_within(idle[0], 5)  # the oldest made room
             assert all(closed_within(sock, 5) for sock in idle)
         finally:
             for sock in idle:
                 sock.close()
-        answer = httpx.post(server.base_url + COMPAT, json=compat_body("hi"),
-                            headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
-        assert answer.status_code == 200 and "fine" in answer.text
 
 
 # ---------------------------------------------------------------- row 9
@@ -302,3 +300,34 @@ def test_a_deadline_before_any_output_is_a_504(upstream: FakeUpstream) -> None:
     assert answer.status_code == 504
     error: dict[str, Any] = answer.json()["error"]
     assert error["code"] == "request_timeout"
+
+
+# ---------------------------------------------------------------- #22 finding 9
+
+
+def test_requests_without_the_key_cannot_flood_the_access_log(
+    upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    """About 480 bytes of access log per request without the key, with no rate limit:
+    anyone could fill the disk. Now at most 10 lines a second (a burst of 10), and the
+    next line says how many were left out."""
+    import logging
+
+    from qwen_ci_server.selfhost.gate import UNAUTHORIZED_LOG_RATE
+
+    caplog.set_level(logging.INFO, logger="qwen_ci_server.selfhost.access")
+    with selfhost(upstream.base_url) as server, httpx.Client(timeout=30) as client:
+        started = time.monotonic()
+        for _ in range(200):
+            answer = client.post(server.base_url + COMPAT, json=compat_body("hi"),
+                                 headers={"Authorization": "Bearer sk-wrong"})
+            assert answer.status_code == 401
+        elapsed = time.monotonic() - started
+        time.sleep(1.2)
+        client.post(server.base_url + COMPAT, json=compat_body("hi"),
+                    headers={"Authorization": "Bearer sk-wrong"})
+    lines = [r for r in caplog.records if r.name == "qwen_ci_server.selfhost.access"]
+    assert len(lines) <= UNAUTHORIZED_LOG_RATE * (elapsed + 2) + 1
+    left_out = sum(getattr(r, "fields", {}).get("unauthorized_not_logged", 0) for r in lines)
+    assert left_out + len(lines) == 201  # every request counted, logged or left out
+    assert left_out > 0 or elapsed > 200 / UNAUTHORIZED_LOG_RATE - 2

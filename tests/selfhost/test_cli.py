@@ -53,10 +53,11 @@ def test_serve_answers_logs_json_and_stops_on_sigterm(
     upstream.reset(script)
     log = tmp_path / "serve.log"
     command = serve_command(upstream, "--upstream-api-key-env", "FAKE_UPSTREAM_KEY",
-                            "--port", "0", "--pool-size", "1", "--api-key", "sk-cli")
+                            "--port", "0", "--pool-size", "1", "--api-key-env", "SERVE_TEST_KEY")
     with log.open("w") as stderr:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                env=environment(FAKE_UPSTREAM_KEY=CANARY))
+                                env=environment(FAKE_UPSTREAM_KEY=CANARY,
+                                                SERVE_TEST_KEY="sk-cli"))
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
