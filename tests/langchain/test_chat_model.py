@@ -196,7 +196,8 @@ def test_search_info_surfaces_once(server: ReplayServer) -> None:
 def test_fields_and_call_arguments_reach_the_wire(server: ReplayServer) -> None:
     server.default = Reply(native_stream([{"content": "ok", "finish": "stop"}]))
     llm = model(server, protocol="dashscope", temperature=0.3, top_p=0.8, max_tokens=99,
-                seed=5, stop=["END"], thinking_budget=400, extra_body={"search_options": {"a": 1, "b": 2}},
+                seed=5, stop=["END"], thinking_budget=400,
+                extra_body={"search_options": {"a": 1, "b": 2}},
                 default_headers={"X-App": "demo"})
     llm.invoke("q")
     params = server.requests[0].json["parameters"]

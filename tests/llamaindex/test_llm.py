@@ -262,7 +262,8 @@ def test_search_info_surfaces_in_the_message(server: ReplayServer) -> None:
 def test_fields_and_call_arguments_reach_the_wire(server: ReplayServer) -> None:
     server.default = Reply(OK)
     llm = make_llm(server, protocol="dashscope", temperature=0.3, top_p=0.8, max_tokens=99,
-                   seed=5, stop=["END"], thinking_budget=400, extra_body={"search_options": {"a": 1, "b": 2}},
+                   seed=5, stop=["END"], thinking_budget=400,
+                   extra_body={"search_options": {"a": 1, "b": 2}},
                    default_headers={"X-App": "demo"})
     llm.chat(user("q"))
     assert server.requests[0].json["parameters"] == {
