@@ -59,7 +59,8 @@ from qwen_ci.events import (
 
 TOOL_OUTPUT = NO_OUTPUT
 CODE_EVENT = "code_interpreter"
-"""Custom event dispatched on the model's run when a run is final (``{"index", "code"}``)."""
+"""Custom event dispatched on the model's run when a run is final (``{"index", "code"}``,
+and ``"output"``, the execution log, where the protocol returns it)."""
 CODE_START_EVENT = "code_interpreter_start"
 """Custom event dispatched on the model's run when a run starts (``{"index", "code"}``)."""
 INDEX_KEY = "code_interpreter_index"
@@ -213,6 +214,14 @@ def _output(started: str, final: str, logs: str | None = None) -> str:
     return f"{text}\nThe code was completed after the run started; final code:\n{final}"
 
 
+def _final_data(run: CodeRun) -> dict[str, Any]:
+    """The final event's data: index and code, plus the output where it is known."""
+    data: dict[str, Any] = {"index": run.index, "code": run.code}
+    if run.output is not None:
+        data["output"] = run.output
+    return data
+
+
 def _run_output(started: str, run: CodeRun) -> str:
     return _output(started, run.code, run.output)
 
@@ -342,7 +351,8 @@ class CodeRunTracer(_TracerBase):
             else:
                 tool.on_tool_error(_failure(event.status, output))
         if self._events:
-            _events_manager(parent).on_custom_event(CODE_EVENT, data, run_id=parent.run_id)
+            _events_manager(parent).on_custom_event(CODE_EVENT, _final_data(event),
+                                                    run_id=parent.run_id)
 
     @staticmethod
     def _start(parent: CallbackManagerForLLMRun, event: CodeStart | CodeRun
@@ -433,7 +443,7 @@ class AsyncCodeRunTracer(_TracerBase):
             else:
                 await tool.on_tool_error(_failure(event.status, output))
         if self._events:
-            await _aevents_manager(parent).on_custom_event(CODE_EVENT, data,
+            await _aevents_manager(parent).on_custom_event(CODE_EVENT, _final_data(event),
                                                            run_id=parent.run_id)
 
     @staticmethod

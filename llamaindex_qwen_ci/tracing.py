@@ -78,7 +78,8 @@ class CodeInterpreterStartEvent(BaseEvent):
 
 
 class CodeInterpreterRunEvent(BaseEvent):
-    """One executed code block, dispatched when its code is final (opt-in).
+    """One executed code block, dispatched when it is final (opt-in); ``output`` is its
+    execution log where the protocol returns it (Responses), else None.
 
     Example:
         >>> from llamaindex_qwen_ci.tracing import CodeInterpreterRunEvent
@@ -88,6 +89,7 @@ class CodeInterpreterRunEvent(BaseEvent):
 
     index: int
     code: str
+    output: str | None = None
 
     @classmethod
     def class_name(cls) -> str:
@@ -268,9 +270,11 @@ class CodeReporter:
         self._spans = _Spans(llm_span) if llm_span is not None else None
 
     def _event(self, event: CodeStart | CodeRun) -> BaseEvent:
-        kind = CodeInterpreterStartEvent if isinstance(event, CodeStart) else \
-            CodeInterpreterRunEvent
-        return kind(index=event.index, code=event.code, span_id=self._span_id)
+        if isinstance(event, CodeStart):
+            return CodeInterpreterStartEvent(index=event.index, code=event.code,
+                                             span_id=self._span_id)
+        return CodeInterpreterRunEvent(index=event.index, code=event.code, output=event.output,
+                                       span_id=self._span_id)
 
     def watch(self, events: Iterator[Event]) -> Iterator[Event]:
         """Pass events through, reporting each run."""

@@ -241,7 +241,7 @@ class ResponsesParser:
             if done:
                 self._final(run, item, events)
         elif kind in _TOOL_ITEMS:
-            self._tool(_TOOL_ITEMS[kind], item, done, events)
+            self._tool(_TOOL_ITEMS[kind], item, obj, done, events)
         elif done and texts and kind in ("message", "reasoning"):
             self._item_text(kind, item, events)
 
@@ -294,8 +294,9 @@ class ResponsesParser:
         # in_progress / interpreting / completed: the code is being executed now
         self._started(run, code, events)
 
-    def _tool(self, name: str, item: dict[str, Any], done: bool, events: list[Event]) -> None:
-        key = _str(item.get("id")) or f"{name}#{len(self._tools)}"
+    def _tool(self, name: str, item: dict[str, Any], obj: dict[str, Any], done: bool,
+              events: list[Event]) -> None:
+        key = _str(item.get("id")) or f"{name}#{obj.get('output_index')}"
         if self._tools.get(key):
             return
         args = _tool_args(name, item)

@@ -175,8 +175,13 @@ async def test_astream_events_show_the_start_before_the_logs(server: ReplayServe
             chunk = event["data"]["chunk"]
             if chunk.content:
                 order.append(("text", chunk.content))
-    assert order[:2] == [("start", RESP_CODE), ("end", RESP_LOGS)]
-    assert order[2][0] == "text"
+        elif event["event"] == "on_custom_event":
+            order.append((event["name"], event["data"]))
+    assert order[:4] == [
+        ("start", RESP_CODE), ("code_interpreter_start", {"index": 0, "code": RESP_CODE}),
+        ("end", RESP_LOGS),
+        ("code_interpreter", {"index": 0, "code": RESP_CODE, "output": RESP_LOGS})]
+    assert order[4][0] == "text"
 
 
 def test_a_failed_run_is_an_error_block_and_a_tool_error(server: ReplayServer) -> None:

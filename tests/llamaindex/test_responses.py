@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from llamaindex_qwen_ci import QwenCodeInterpreter
+from llamaindex_qwen_ci.tracing import CodeInterpreterRunEvent, CodeInterpreterStartEvent
 from qwen_ci.events import NO_OUTPUT
-from tests.llamaindex.common import ENDPOINTS, call, user
+from tests.llamaindex.common import ENDPOINTS, Recorder, call, user
 from tests.llamaindex.test_tracing import Traced
 from tests.replay import (
     RESP_CODE,
@@ -132,3 +133,30 @@ def test_protocol_refused_locally(server: ReplayServer) -> None:
     with pytest.raises(Exception, match="use protocol 'responses'"):
         make(server, model="qwen3.6-flash", protocol="openai").chat(user("q"))
     assert server.requests == []
+
+
+def test_stream_shows_the_start_before_the_result(server: ReplayServer,
+                                                  recorder: Recorder) -> None:
+    """The start event comes while the stream is read, before the run's result and the
+    answer; the run event carries the output."""
+    server.default = Reply(responses_stream(RESP_ONE_RUN))
+    order: list[str] = []
+    for chunk in make(server, emit_code_events=True).stream_chat(user("q")):
+        for event in recorder.events:
+            if isinstance(event, CodeInterpreterStartEvent | CodeInterpreterRunEvent):
+                order.append(type(event).__name__)
+        recorder.events.clear()
+        if chunk.additional_kwargs.get("tool_info_delta"):
+            order.append("tool_info_delta")
+        if chunk.delta:
+            order.append("delta")
+    assert order[:3] == ["CodeInterpreterStartEvent", "CodeInterpreterRunEvent",
+                         "tool_info_delta"]
+    assert set(order[3:]) == {"delta"}
+
+
+def test_run_event_carries_the_output(server: ReplayServer, recorder: Recorder) -> None:
+    server.default = Reply(responses_stream(RESP_ONE_RUN))
+    make(server, emit_code_events=True).chat(user("q"))
+    (run,) = [e for e in recorder.events if isinstance(e, CodeInterpreterRunEvent)]
+    assert (run.code, run.output) == (RESP_CODE, RESP_LOGS)
