@@ -447,6 +447,9 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
         Route(COMPATIBLE_PATH, handlers.chat_completions, methods=["POST"]),
         Route("/health", handlers.health, methods=["GET"]),
     ]
+    from qwen_ci_server.emulator.responses_route import responses_routes  # imports this module
+
+    routes += responses_routes(handlers)
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(_RequestLog)])
     app.state.config = config
     return app

@@ -100,6 +100,8 @@ class Frame:
     reasoning_tokens: int = 0
     search: tuple[dict[str, object], ...] | None = None
     """Search results, on the one frame that reports them; ``()`` on the frames after."""
+    results: tuple[ExecutionResult, ...] = ()
+    """What each finished run produced, in order (the Responses protocol returns it)."""
 
     @property
     def total_tokens(self) -> int:
@@ -172,6 +174,7 @@ class _State:
         self.round_reported = False
         self.round_start = (0, 0)  # output and reasoning tokens when the round began
         self.searched = False  # search results were reported: later frames say so
+        self.results: list[ExecutionResult] = []
 
     def begin_round(self) -> None:
         self.round_start = (self.output, self.reasoning)
@@ -195,6 +198,7 @@ class _State:
             output_tokens=self.output,
             reasoning_tokens=self.reasoning,
             search=() if self.searched else None,
+            results=tuple(self.results),
         )
 
     def spend(self, tokens: int, *, reasoning: bool = False) -> None:
@@ -206,6 +210,7 @@ class _State:
     def ran(self, result: ExecutionResult) -> None:
         """A run ended: without real usage, the next round's prompt grows by this
         round's output and the run's result, as the service's does."""
+        self.results.append(result)
         if not self.reported:
             self.input += (self.round_output + estimate_tokens(result.feedback())
                            + _RESULT_WRAPPER_TOKENS)

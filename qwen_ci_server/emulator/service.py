@@ -26,6 +26,9 @@ Sources (short names used in the table):
   thinking models (``enable_thinking`` switches per request, off by default); QwQ thinks
   always; thinking mode of these models streams only
   (``parameter.enable_thinking must be set to false for non-streaming calls``).
+- ``responses-ref``: Model Studio's Responses API reference and the code-interpreter
+  page's Responses tab (summarised in ``shared/PROTOCOL.md`` section 6): the new path and
+  the legacy one, the request fields, built-in tools, output items, events and usage.
 - ``recorded``: ``shared/fixtures/recorded``: qwen-max and qwen-plus answer ordinary
   requests, qwen-plus-latest thinks with ``thinking_budget``.
 """
@@ -37,6 +40,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 Endpoint = Literal["text", "multimodal"]
+Api = Literal["native", "compatible", "responses"]
+"""The service's three ways to call the interpreter."""
+ALL_APIS: tuple[Api, ...] = ("native", "compatible", "responses")
+RESPONSES_ONLY: tuple[Api, ...] = ("responses",)
 
 NATIVE_PATHS: dict[Endpoint, str] = {
     "text": "/api/v1/services/aigc/text-generation/generation",
@@ -46,6 +53,15 @@ NATIVE_PATHS: dict[Endpoint, str] = {
 models; a model sent to the other one gets ``url error, please check url!``."""
 COMPATIBLE_PATH = "/compatible-mode/v1/chat/completions"
 """OpenAI-compatible chat completions (seed, api-ref)."""
+RESPONSES_PATH = "/compatible-mode/v1/responses"
+"""The OpenAI-compatible Responses API (ci-page, responses-ref): the only protocol that
+returns what the code printed."""
+LEGACY_RESPONSES_PATH = "/api/v2/apps/protocols/compatible-mode/v1/responses"
+"""The Responses API's older path, which "will be deprecated soon" (responses-ref); the
+emulator serves both alike."""
+RESPONSES_PATHS = (RESPONSES_PATH, LEGACY_RESPONSES_PATH)
+OPENAI_PATHS = (COMPATIBLE_PATH, *RESPONSES_PATHS)
+"""Paths whose errors take the OpenAI-compatible shape (``{"error": {...}}``)."""
 
 API_KEY_ENV = "DASHSCOPE_API_KEY"
 BASE_URL_ENV = "DASHSCOPE_BASE_URL"
@@ -83,6 +99,10 @@ class ServedModel:
     max_thinking_tokens: int | None
     """Largest ``thinking_budget`` (None: not documented, the emulator does not cap it)."""
     source: str
+    interpreter_apis: tuple[Api, ...] = ALL_APIS
+    """Where the interpreter is served. The pages disagree over time (PROTOCOL.md section
+    6); a model is limited only where no page offers it elsewhere, so the emulator is
+    lenient where they conflict (its own choice)."""
 
 
 _QWEN3_MAX = ServedModel("text", True, "hybrid", False, False, True, "message", 81_920,
@@ -97,6 +117,11 @@ _HYBRID_TEXT = ServedModel("text", False, "hybrid", False, False, False, "text",
                            "deep-thinking, api-ref, recorded")
 _PLAIN_TEXT = ServedModel("text", False, "never", False, False, False, "text", None,
                           "api-ref, recorded")
+_RESPONSES_MAX = ServedModel("text", True, "hybrid", False, False, True, "message", None,
+                             "responses-ref (newest ZH page: Responses only)", RESPONSES_ONLY)
+_RESPONSES_TEXT = ServedModel("text", True, "hybrid", False, False, True, "message", None,
+                              "responses-ref (newest ZH page; early-2026 EN page for "
+                              "qwen3-coder-next: Responses only)", RESPONSES_ONLY)
 _QWQ = ServedModel("text", False, "always", True, False, True, "message", None,
                    "deep-thinking, api-ref")
 
@@ -109,6 +134,12 @@ SERVED: dict[str, ServedModel] = {
     "qwen3.5-plus-2026-02-15": _PLUS_MULTIMODAL,
     "qwen3.6-plus": _PLUS_MULTIMODAL,
     "qwen3.6-plus-2026-04-02": _PLUS_MULTIMODAL,
+    "qwen3.7-plus": _PLUS_MULTIMODAL,  # responses-ref; newest EN page: native, chat too
+    # the interpreter through the Responses API only
+    "qwen3.7-max": _RESPONSES_MAX,
+    "qwen3.8-max": _RESPONSES_MAX,
+    "qwen3-coder-next": _RESPONSES_TEXT,
+    "deepseek-v4-flash": _RESPONSES_TEXT,
     # common models without the interpreter (recorded traffic and everyday clients)
     "qwen3-vl-plus": _QWEN3_VL,
     "qwen3-vl-flash": _QWEN3_VL,
@@ -138,13 +169,21 @@ def served(model: str, extra_models: Collection[str] = ()) -> ServedModel | None
 
 
 __all__ = [
+    "ALL_APIS",
     "API_KEY_ENV",
     "BASE_URL_ENV",
     "COMPATIBLE_PATH",
     "EXTRA_MODEL",
+    "LEGACY_RESPONSES_PATH",
     "NATIVE_PATHS",
+    "OPENAI_PATHS",
+    "RESPONSES_ONLY",
+    "RESPONSES_PATH",
+    "RESPONSES_PATHS",
     "SERVED",
-    "Endpoint",     "ServedModel",
+    "Api",
+    "Endpoint",
+    "ServedModel",
     "ThinkingMode",
     "served",
 ]

@@ -13,7 +13,7 @@ from typing import Any
 
 from qwen_ci_server.emulator.engine import Generation
 from qwen_ci_server.emulator.model import Message, Role
-from qwen_ci_server.emulator.service import Endpoint, ServedModel, served
+from qwen_ci_server.emulator.service import Api, Endpoint, ServedModel, served
 from qwen_ci_server.emulator.wire import (
     URL_ERROR,
     ServiceError,
@@ -207,7 +207,7 @@ _PASSED = ("temperature", "top_p", "seed", "enable_search")
 
 
 def _common(
-    model: str, entry: ServedModel, options: Mapping[str, Any], stream: bool
+    model: str, entry: ServedModel, options: Mapping[str, Any], stream: bool, api: Api
 ) -> tuple[bool, bool]:
     """Checks shared by both protocols; returns (thinking, code_interpreter)."""
     thinking = _thinking(model, entry, options.get("enable_thinking"))
@@ -226,6 +226,12 @@ def _common(
             raise emulator_invalid(
                 f"the model {model} does not support the code interpreter; use qwen3-max, "
                 "qwen3-max-preview or qwen3.5-plus."
+            )
+        if api not in entry.interpreter_apis:
+            raise emulator_invalid(
+                f"the model {model} has the code interpreter only through the Responses API "
+                "(POST /compatible-mode/v1/responses with tools=[{\"type\": "
+                "\"code_interpreter\"}]); the real service's message is unknown."
             )
         if options.get("tools"):
             raise emulator_invalid(
@@ -284,7 +290,7 @@ def parse_native(
     params = body.get("parameters") or {}
     if not isinstance(params, Mapping):
         raise invalid_parameter(MISSING)
-    thinking, code_interpreter = _common(model, entry, params, stream)
+    thinking, code_interpreter = _common(model, entry, params, stream, "native")
     sent = params.get("incremental_output")
     incremental = entry.incremental_default if sent is None else sent is True
     if thinking and stream and not incremental:
@@ -311,7 +317,7 @@ def parse_compatible(body: Mapping[str, Any], extra_models: Collection[str] = ()
         raise invalid_parameter(MISSING)
     messages = _messages(body.get("messages"))
     stream = body.get("stream") is True
-    thinking, code_interpreter = _common(model, entry, body, stream)
+    thinking, code_interpreter = _common(model, entry, body, stream, "compatible")
     stream_options = body.get("stream_options")
     include_usage = isinstance(stream_options, Mapping) and stream_options.get(
         "include_usage"

@@ -29,7 +29,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from qwen_ci_server.emulator.service import COMPATIBLE_PATH
+from qwen_ci_server.emulator.responses import error_body, late_error
+from qwen_ci_server.emulator.service import COMPATIBLE_PATH, RESPONSES_PATHS
 from qwen_ci_server.emulator.wire import (
     INVALID_API_KEY,
     ServiceError,
@@ -275,6 +276,8 @@ class Gate:
         request_id = access.request_id or new_request_id()
         if scope["path"] == COMPATIBLE_PATH:
             frame = f"data: {json.dumps(error.compat_body(request_id))}\n\n".encode()
+        elif scope["path"] in RESPONSES_PATHS:
+            frame = late_error(error)
         else:
             frame = native_event(error.native_body(request_id), 0, status=error.status,
                                  event="error")
@@ -376,6 +379,8 @@ class Gate:
         access.request_id, access.status = request_id, None
         if scope["path"] == COMPATIBLE_PATH:
             status, body = compat_status(error), error.compat_body(request_id)
+        elif scope["path"] in RESPONSES_PATHS:
+            status, body = compat_status(error), error_body(error, request_id)
         else:
             status, body = error.status, error.native_body(request_id)
         access.status = status

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from qwen_ci import config
-from qwen_ci_server.emulator.service import SERVED
+from qwen_ci_server.emulator.service import RESPONSES_ONLY, SERVED
 from qwen_ci_server.emulator.validation import known_model, parse_native
 
 
@@ -23,6 +23,10 @@ def test_every_model_the_client_lists_is_served_alike(model: str) -> None:
 
 @pytest.mark.parametrize("model", sorted(SERVED))
 def test_the_client_routes_every_served_model_as_the_service_does(model: str) -> None:
+    if SERVED[model].interpreter_apis == RESPONSES_ONLY and "responses" not in getattr(
+            config, "PROTOCOLS", ()):
+        pytest.skip(f"{model} has the interpreter on the Responses API only, which this "
+                    "client does not speak yet (issue 19)")
     info = config.model_info(model)
     assert info.endpoint == SERVED[model].endpoint, f"{model}: wrong native endpoint"
     assert info.code_interpreter == SERVED[model].code_interpreter, model
@@ -65,3 +69,25 @@ def test_the_emulator_routes_are_its_own_paths() -> None:
     app = create_app(EmulatorConfig(pool_size=0))
     routes = {getattr(route, "path", None) for route in app.routes}
     assert {*service.NATIVE_PATHS.values(), service.COMPATIBLE_PATH} <= routes
+    assert {service.RESPONSES_PATH, service.LEGACY_RESPONSES_PATH} <= routes
+    assert service.RESPONSES_PATH == "/compatible-mode/v1/responses"  # PROTOCOL.md section 6
+
+
+@pytest.mark.parametrize("model", sorted(m for m, e in SERVED.items()
+                                         if e.interpreter_apis == RESPONSES_ONLY))
+def test_responses_only_models_refuse_the_interpreter_elsewhere(model: str) -> None:
+    from qwen_ci_server.emulator.responses import parse_responses
+    from qwen_ci_server.emulator.validation import parse_compatible
+    from qwen_ci_server.emulator.wire import ServiceError
+
+    native = {"model": model, "input": {"messages": [{"role": "user", "content": "hi"}]},
+              "parameters": {"enable_code_interpreter": True, "enable_thinking": True}}
+    compat = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True,
+              "enable_code_interpreter": True, "enable_thinking": True}
+    with pytest.raises(ServiceError, match="only through the Responses API"):
+        parse_native(native, SERVED[model].endpoint, stream=True)
+    with pytest.raises(ServiceError, match="only through the Responses API"):
+        parse_compatible(compat)
+    responses = parse_responses({"model": model, "input": "hi", "enable_thinking": True,
+                                 "tools": [{"type": "code_interpreter"}]})
+    assert responses.generation.code_interpreter
