@@ -20,7 +20,17 @@ from llama_index.core.llms import ChatMessage
 
 from langchain_qwen_ci import ChatQwenCodeInterpreter
 from llamaindex_qwen_ci import QwenCodeInterpreter
-from qwen_ci import AsyncClient, Client, CodeRun, CodeStart, Options, acollect, build, collect
+from qwen_ci import (
+    AsyncClient,
+    Client,
+    CodeRun,
+    CodeStart,
+    Options,
+    acollect,
+    build,
+    collect,
+    config,
+)
 from qwen_ci.cli import main
 from qwen_ci_server.emulator import Emulator
 from tests.emulator.conftest import KEY, ask
@@ -210,3 +220,19 @@ def test_collect_on_a_refused_protocol_sends_nothing(emulator: Emulator) -> None
     with pytest.raises(Exception, match="does not serve the code interpreter"):
         collect(Client(api_key=KEY, base_url=emulator.base_url).stream(
             build([{"role": "user", "content": "q"}], Options(), "responses")))
+
+
+# ---------------------------------------------------------------------- the two tables
+
+_API = {"dashscope": "native", "openai": "compatible", "responses": "responses"}
+
+
+@pytest.mark.parametrize("model", sorted(config.MODELS))
+def test_every_protocol_the_client_allows_is_one_the_emulator_serves(model: str) -> None:
+    """The client's table (stricter where the sources conflict) never sends a model to a
+    protocol the emulator's own table refuses; the default is always served."""
+    from qwen_ci_server.emulator.service import SERVED
+
+    allowed = config.model_info(model).protocols
+    assert {_API[p] for p in allowed} <= set(SERVED[model].interpreter_apis), model
+    assert _API[config.protocol_for(model)] in SERVED[model].interpreter_apis
