@@ -512,3 +512,15 @@ def test_ask_says_unknown_without_responses(server: ReplayServer) -> None:
     assert main(["ask", "q", "--base-url", server.base_url, "--api-key", "k",
                  "--protocol", "openai"], out=out) == 0
     assert "--protocol responses do" in out.getvalue() and "output of run" not in out.getvalue()
+
+
+def test_error_event_before_any_output_is_retried(server: ReplayServer) -> None:
+    """An error as the stream's first event (no output yet) is retried like an HTTP 5xx;
+    the same error after output started is not (see above)."""
+    failure = {"type": "error", "code": "InternalError",
+               "message": "An internal error has occurred, please try again later."}
+    server.queue(Reply([responses_event(failure, index=1)]),
+                 Reply(responses_stream(RESP_ONE_RUN)))
+    with client(server, backoff=0.01) as c:
+        result = collect(c.stream(responses()))
+    assert result.tool_info == RESP_ONE_RUN_INFO and len(server.requests) == 2
