@@ -105,6 +105,7 @@ class ResponsesParser:
     """
 
     __slots__ = (
+        "_count",
         "_finished",
         "_model",
         "_request_id",
@@ -117,7 +118,8 @@ class ResponsesParser:
     def __init__(self, model: str, request_id: str | None = None) -> None:
         self._model = model
         self._request_id = request_id
-        self._runs: dict[str, _Run] = {}  # by item id (or output index), in arrival order
+        self._runs: dict[str, _Run] = {}  # by item id and by "#<output index>"
+        self._count = 0  # runs seen
         self._tools: dict[str, bool] = {}  # other built-in tool items: id -> done
         self._streamed: set[str] = set()  # "text" / "reasoning": came as deltas
         self._finished = False
@@ -216,13 +218,20 @@ class ResponsesParser:
         return frame_error(payload, status, self._request_id)
 
     def _run(self, obj: dict[str, Any], item: dict[str, Any] | None = None) -> _Run:
-        """The run an item or event belongs to (by item id, else output index)."""
+        """The run an item or event belongs to: by item id, else by output index (an
+        event may carry either; both name the same run)."""
         key = _str((item or {}).get("id")) or _str(obj.get("item_id"))
-        if not key:
-            key = f"#{obj.get('output_index')}"
-        run = self._runs.get(key)
+        position = obj.get("output_index")
+        by_position = f"#{position}" if isinstance(position, int) else ""
+        run = self._runs.get(key) if key else None
+        if run is None and by_position:
+            run = self._runs.get(by_position)
         if run is None:
-            run = self._runs[key] = _Run(len(self._runs))
+            run = _Run(self._count)
+            self._count += 1
+        for name in (key, by_position):
+            if name:
+                self._runs.setdefault(name, run)
         return run
 
     def _started(self, run: _Run, code: Any, events: list[Event]) -> None:
@@ -316,7 +325,7 @@ class ResponsesParser:
         for position, item in enumerate(output if isinstance(output, list) else ()):
             if isinstance(item, dict):
                 self._item(item, {"output_index": position}, True, events, texts=False)
-        for run in self._runs.values():
+        for run in dict.fromkeys(self._runs.values()):
             if not run.done and run.code:
                 self._final(run, {"status": "incomplete"}, events)
         self._finished = True

@@ -524,3 +524,28 @@ def test_error_event_before_any_output_is_retried(server: ReplayServer) -> None:
     with client(server, backoff=0.01) as c:
         result = collect(c.stream(responses()))
     assert result.tool_info == RESP_ONE_RUN_INFO and len(server.requests) == 2
+
+
+def test_events_naming_a_run_by_id_or_by_position_are_one_run() -> None:
+    frames = [
+        {"type": "response.output_item.added", "output_index": 1,
+         "item": {"id": "msg_a", "type": "code_interpreter_call", "code": "", "status":
+                  "in_progress"}},
+        {"type": "response.code_interpreter_call_code.done", "output_index": 1,
+         "code": "2**8"},  # by position only
+        {"type": "response.code_interpreter_call.interpreting", "item_id": "msg_a"},  # by id
+        {"type": "response.output_item.done", "output_index": 1,
+         "item": {"id": "msg_a", "type": "code_interpreter_call", "code": "2**8",
+                  "outputs": [{"type": "logs", "logs": "256"}], "status": "completed"}},
+        {"type": "response.output_item.added", "output_index": 2,
+         "item": {"id": "msg_b", "type": "code_interpreter_call", "code": "3**2"}},
+        {"type": "response.output_item.done", "output_index": 2,
+         "item": {"id": "msg_b", "type": "code_interpreter_call", "code": "3**2",
+                  "outputs": [{"type": "logs", "logs": "9"}], "status": "completed"}},
+        {"type": "response.completed", "response": {"status": "completed"}},
+    ]
+    events = parse([responses_event(f, index=i) for i, f in enumerate(frames)])
+    runs = [(type(e).__name__, e.index, e.code) for e in events
+            if isinstance(e, CodeStart | CodeRun)]
+    assert runs == [("CodeStart", 0, "2**8"), ("CodeRun", 0, "2**8"),
+                    ("CodeStart", 1, "3**2"), ("CodeRun", 1, "3**2")]
