@@ -83,6 +83,15 @@ class CodeRun:
     status: str | None = None
     container_id: str | None = None
 
+    def __repr__(self) -> str:
+        """The fields the protocol gave (a native run shows only its index and code)."""
+        shown = [f"index={self.index!r}", f"code={self.code!r}"]
+        for name in ("outputs", "status", "container_id"):
+            value = getattr(self, name)
+            if value is not None:
+                shown.append(f"{name}={value!r}")
+        return f"CodeRun({', '.join(shown)})"
+
     @property
     def output(self) -> str | None:
         """The execution log as text, or None where the protocol does not return it."""
