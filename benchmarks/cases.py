@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from frames import MODEL, PROMPT
+from frames import MODEL, PROMPT, RESPONSES_MODEL
 
 API_KEY = "sk-benchmark"
 EXTRA_BODY = {"enable_thinking": True, "enable_code_interpreter": True}
@@ -27,7 +27,8 @@ Runner = SyncRunner | AsyncRunner
 
 @dataclass(frozen=True)
 class Case:
-    """A measured call: ``stream`` is the protocol served (``native`` or ``compat``)."""
+    """A measured call: ``stream`` is the protocol served (``native``, ``compat`` or
+    ``responses``)."""
 
     key: str
     label: str
@@ -102,15 +103,22 @@ def _messages() -> list[dict[str, Any]]:
     return [{"role": "user", "content": PROMPT}]
 
 
+def _options(protocol: str) -> Any:
+    """Default options, with a model the protocol serves."""
+    from qwen_ci import Options
+
+    return Options(model=RESPONSES_MODEL) if protocol == "responses" else Options()
+
+
 def core_sync(protocol: str) -> Callable[[str], SyncRunner]:
     def setup(url: str) -> SyncRunner:
-        from qwen_ci import Client, Options, build
+        from qwen_ci import Client, build
 
         client = Client(api_key=API_KEY, base_url=url)
 
         def run() -> int:
             count = 0
-            for _ in client.stream(build(_messages(), Options(), protocol)):
+            for _ in client.stream(build(_messages(), _options(protocol), protocol)):
                 count += 1
             return count
 
@@ -121,13 +129,13 @@ def core_sync(protocol: str) -> Callable[[str], SyncRunner]:
 
 def core_async(protocol: str) -> Callable[[str], AsyncRunner]:
     def setup(url: str) -> AsyncRunner:
-        from qwen_ci import AsyncClient, Options, build
+        from qwen_ci import AsyncClient, build
 
         client = AsyncClient(api_key=API_KEY, base_url=url)
 
         async def run() -> int:
             count = 0
-            async for _ in client.stream(build(_messages(), Options(), protocol)):
+            async for _ in client.stream(build(_messages(), _options(protocol), protocol)):
                 count += 1
             return count
 
@@ -138,12 +146,12 @@ def core_async(protocol: str) -> Callable[[str], AsyncRunner]:
 
 def core_collect(protocol: str) -> Callable[[str], SyncRunner]:
     def setup(url: str) -> SyncRunner:
-        from qwen_ci import Client, Options, build, collect
+        from qwen_ci import Client, build, collect
 
         client = Client(api_key=API_KEY, base_url=url)
 
         def run() -> int:
-            result = collect(client.stream(build(_messages(), Options(), protocol)))
+            result = collect(client.stream(build(_messages(), _options(protocol), protocol)))
             return len(result.text) + len(result.reasoning)
 
         return run
@@ -276,6 +284,14 @@ CASES: dict[str, Case] = {
              core_sync("openai")),
         Case("core.openai.async", "qwen_ci AsyncClient.stream, compatible", "compat",
              core_async("openai"), is_async=True),
+        Case("floor.responses", "parse floor, Responses events (httpx + json.loads)",
+             "responses", floor_sync),
+        Case("floor.responses.async", "parse floor, Responses events, async", "responses",
+             floor_async, is_async=True),
+        Case("core.responses", "qwen_ci Client.stream, Responses", "responses",
+             core_sync("responses")),
+        Case("core.responses.async", "qwen_ci AsyncClient.stream, Responses", "responses",
+             core_async("responses"), is_async=True),
         Case("core.dashscope.collect", "qwen_ci collect(Client.stream), native", "native",
              core_collect("dashscope")),
         Case("lc.dashscope.stream", "ChatQwenCodeInterpreter.stream, native", "native",

@@ -1,11 +1,13 @@
-"""Prepared streams for the benchmarks: ``n`` delta frames of one answer, in both protocols.
+"""Prepared streams for the benchmarks: ``n`` delta frames of one answer, in each protocol.
 
-Both protocols carry the same thinking and the same answer, cut into the same pieces
+Every protocol carries the same thinking and the same answer, cut into the same pieces
 (half the frames thinking, half the answer), built with the test suite's frame builders
 (:mod:`tests.replay`) and compact JSON, byte for byte as the service frames them. The
 native stream also carries one code run: its ``tool_info`` entry appears (empty, then
 filled in) a quarter of the way in and is repeated on every later frame, as the service
-does.
+does. The Responses stream carries the same run a quarter of the way in, as a
+``code_interpreter_call`` item (added with its code, the ``code_interpreter_call.*``
+events, done with its execution log), between two reasoning items, then the message.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ if str(ROOT) not in sys.path:
 import json  # noqa: E402
 from typing import Any  # noqa: E402
 
-from tests.replay import COMPAT_ID, native_stream  # noqa: E402
+from tests.replay import COMPAT_ID, native_stream, responses_stream  # noqa: E402
 
 PROMPT = "123的21次方是多少？"
 CODE = "print(123**21)"
 MODEL = "qwen3-max-preview"
+RESPONSES_MODEL = "qwen3.5-plus"
+"""A model the Responses protocol serves (the default model is native only)."""
+LOGS = "77269364466549865653073473388030061522211723\n"
 
 # token-sized pieces, a few of them not ASCII (the service sends UTF-8 unescaped)
 _WORDS = (
@@ -107,10 +112,28 @@ def compat_frames(n: int) -> list[bytes]:
     return out
 
 
+def responses_frames(n: int) -> list[bytes]:
+    """``n`` delta events (reasoning and answer), plus the item and lifecycle events around
+    them and the ``response.completed`` event (with ``usage.x_tools``)."""
+    thinking, answer = split(n)
+    run_at = len(thinking) // 2
+    return responses_stream([
+        ("reasoning", thinking[:run_at]),
+        ("code", CODE, LOGS),
+        ("reasoning", thinking[run_at:]),
+        ("text", answer),
+    ], model=RESPONSES_MODEL, input_tokens=723)
+
+
+PROTOCOLS = ("native", "compat", "responses")
+
+
 def frames(protocol: str, n: int) -> list[bytes]:
-    """The frames of ``protocol`` (``native`` or ``compat``)."""
+    """The frames of ``protocol`` (``native``, ``compat`` or ``responses``)."""
     if protocol == "native":
         return native_frames(n)
     if protocol == "compat":
         return compat_frames(n)
+    if protocol == "responses":
+        return responses_frames(n)
     raise ValueError(f"unknown protocol {protocol!r}")

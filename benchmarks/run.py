@@ -82,6 +82,8 @@ TARGETS: list[tuple[str, str, float]] = [
     ("core.dashscope.async", "floor.native.async", 1.3),
     ("core.openai", "floor.compat", 1.3),
     ("core.openai.async", "floor.compat.async", 1.3),
+    ("core.responses", "floor.responses", 1.3),
+    ("core.responses.async", "floor.responses.async", 1.3),
     ("lc.dashscope.stream", "chatopenai.stream", 0.6),
     ("lc.openai.stream", "chatopenai.stream", 0.6),
     ("lc.dashscope.invoke", "chatopenai.invoke", 0.6),
@@ -166,7 +168,7 @@ def run_suite(config: Config, sandbox: bool = True) -> dict[str, Any]:
         log(f"baselines not installed, skipped: {', '.join(missing)}")
     res: dict[str, Any] = {"config": config, "missing": missing, "load_start": os.getloadavg()}
     big = config.sizes[-1]
-    prebuild = sorted({f"{s}:{n}" for s in ("native", "compat")
+    prebuild = sorted({f"{s}:{n}" for s in ("native", "compat", "responses")
                        for n in (config.cmp_n, *config.sizes, config.mem_n)})
     with FrameServer(prebuild) as srv:
         log("1-4. side by side")
@@ -668,6 +670,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="only print the figures: no RESULTS.md / results.png")
     parser.add_argument("--no-sandbox", action="store_true", help="skip section 7")
     parser.add_argument("--out", type=Path, default=HERE, help="where to write the results")
+    parser.add_argument("--parse-only", action="store_true",
+                        help="only the parse-floor and core-client cases of every protocol "
+                        "(the targets against the floor), printed; nothing written")
     parser.add_argument("--render", action="store_true",
                         help="no measuring: write RESULTS.md / results.png again from the "
                         "last full run's raw results (benchmarks/.last-run.pickle)")
@@ -681,6 +686,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.quick:  # seconds, not minutes: no warm-up calls, no garbage collection
         global WARM_UP
         WARM_UP = measure.COLLECT = False
+    if args.parse_only:
+        return parse_only(config)
     res = run_suite(config, sandbox=not args.no_sandbox)
     for key, value in res["figures"].items():
         print(f"{key}\t{value:.6g}")
@@ -691,6 +698,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 pickle.dump((res, config, command.strip()), f)
         write(res, config, command.strip(), args.out)
     return res
+
+
+PARSE = [k for k in CASES if k.startswith(("floor.", "core.")) and not k.endswith(".collect")]
+"""The parse-only piece: each protocol's floor and the core client reading it."""
+
+
+def parse_only(config: Config) -> dict[str, Any]:
+    """Measure :data:`PARSE` interleaved at ``cmp_n`` frames; print CPU per frame and the
+    core-against-floor ratios with their targets."""
+    loop = asyncio.new_event_loop()
+    n = config.cmp_n
+    with FrameServer([f"{p}:{n}" for p in ("native", "compat", "responses")]) as srv:
+        samples = group(srv, PARSE, n, config.reps, loop)
+    loop.close()
+    for key in PARSE:
+        print(f"cpu_per_frame_us.{key}\t{per_frame(samples[key], n).median * 1e6:.3f}")
+    out: dict[str, Any] = {"samples": samples}
+    for case, base, limit in TARGETS[:6]:
+        value = ratio(samples[case], samples[base])
+        out[f"{case}/{base}"] = value
+        verdict = "met" if value.median <= limit else "MISSED"
+        print(f"ratio.{case}/{base}\t{value.fmt()}\t(target <= {limit}: {verdict})")
+    return out
 
 
 def write(res: dict[str, Any], config: Config, command: str, out: Path) -> None:

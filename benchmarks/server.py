@@ -7,7 +7,7 @@ reuse shows in the connection count.
 
 Routes (whatever follows the prefix is ignored, so any client path works below it):
 
-- ``POST /s/<native|compat>/<n>/...``: the ``n``-frame stream of that protocol;
+- ``POST /s/<native|compat|responses>/<n>/...``: the ``n``-frame stream of that protocol;
 - ``GET /_stats``: ``{"connections": accepted so far, "requests": served so far}``.
 
 Run as a script it prints ``PORT <port>`` and serves until its standard input closes
@@ -29,7 +29,7 @@ _HERE = Path(__file__).resolve().parent
 if str(_HERE) not in sys.path:
     sys.path.insert(0, str(_HERE))
 
-from frames import frames  # noqa: E402
+from frames import PROTOCOLS, frames  # noqa: E402
 
 _SSE_HEAD = (
     b"HTTP/1.1 200 OK\r\n"
@@ -106,7 +106,7 @@ def _serve_connection(conn: socket.socket, state: _State) -> None:
                         "requests": state.requests,
                     }
                 conn.sendall(_response("200 OK", json.dumps(stats).encode()))
-            elif len(parts) > 3 and parts[1] == "s" and parts[2] in ("native", "compat"):
+            elif len(parts) > 3 and parts[1] == "s" and parts[2] in PROTOCOLS:
                 with state.lock:
                     state.requests += 1
                 body = state.body(parts[2], int(parts[3]))

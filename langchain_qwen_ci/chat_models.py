@@ -49,6 +49,8 @@ from qwen_ci.events import (
     ReasoningDelta,
     SearchInfo,
     TextDelta,
+    ToolRun,
+    ToolStart,
     Usage,
 )
 from qwen_ci.request import (
@@ -79,8 +81,12 @@ class ChatQwenCodeInterpreter(BaseChatModel):
         api_key: DashScope key; read from ``DASHSCOPE_API_KEY``.
         region / base_url: ``cn-beijing`` (default), ``ap-southeast-1``, ``us-east-1``,
             or the service root (``DASHSCOPE_BASE_URL``).
-        protocol: ``"dashscope"`` (native, returns the executed code) or ``"openai"``
-            (OpenAI-compatible, no executed code).
+        protocol: ``"responses"`` (returns the code and what it printed),
+            ``"dashscope"`` (native, returns the executed code) or ``"openai"``
+            (chat completions, no executed code); unset: the best one the model
+            supports (docs/protocols.md).
+        builtin_tools: ``["web_search"]`` or ``["web_search", "web_extractor"]``
+            (the extractor on Responses only) beside the interpreter.
         temperature, top_p, max_tokens, seed, stop, thinking_budget: sampling.
         timeout, max_retries: per read timeout in seconds; retries before output.
         extra_body: more service parameters, deep-merged into the request.
@@ -101,6 +107,9 @@ class ChatQwenCodeInterpreter(BaseChatModel):
             msg.additional_kwargs["tool_info"]        # [{"type": "code_interpreter",
                                                       #   "code_interpreter": {"code": "123**21"}}]
             msg.usage_metadata, msg.response_metadata["plugins"]
+            # protocol="responses" also returns what each run printed:
+            #   tool_info[0]["code_interpreter"]["outputs"] == [{"type": "logs", "logs": ...}]
+            #   and msg.content_blocks holds a server_tool_result per run
 
     Stream:
         .. code-block:: python
@@ -126,8 +135,9 @@ class ChatQwenCodeInterpreter(BaseChatModel):
     """Service root, e.g. ``https://dashscope.aliyuncs.com`` (``DASHSCOPE_BASE_URL``)."""
     region: str = DEFAULT_REGION
     """Region whose host is used when ``base_url`` is not set."""
-    protocol: Literal["dashscope", "openai"] = "dashscope"
-    """Wire protocol: native (returns the executed code) or OpenAI-compatible."""
+    protocol: Literal["dashscope", "openai", "responses"] | None = None
+    """Wire protocol: ``responses`` (code and its output), ``dashscope`` (native, the
+    code) or ``openai`` (chat completions); ``None``: the best one the model supports."""
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
@@ -135,6 +145,8 @@ class ChatQwenCodeInterpreter(BaseChatModel):
     stop: list[str] | None = Field(default=None, alias="stop_sequences")
     thinking_budget: int | None = None
     """Maximum thinking tokens."""
+    builtin_tools: list[str] | None = None
+    """Built-in tools beside the interpreter: ``"web_search"``, ``"web_extractor"``."""
     timeout: float | None = None
     """Seconds to wait for the next byte (default 300: code runs are silent)."""
     max_retries: int = 2
@@ -510,10 +522,16 @@ class _ChunkBuilder:
                 additional_kwargs={"search_info": event.info},
                 response_metadata=dict(self._META),
             )
+        elif isinstance(event, ToolRun):
+            message = AIMessageChunk(
+                content="",
+                additional_kwargs={"builtin_tools": [event.to_entry()]},
+                response_metadata=dict(self._META),
+            )
         elif isinstance(event, Usage):
             self._usage = event
             return None
-        elif isinstance(event, CodeStart):
+        elif isinstance(event, CodeStart | ToolStart):
             return None  # the chunk contract carries a run once, when final
         else:
             message = AIMessageChunk(
@@ -537,6 +555,8 @@ def _chat_result(result: Result) -> ChatResult:
     if result.search_info is not None:
         additional["search_info"] = result.search_info
     additional["tool_info"] = result.tool_info  # [] without runs (and with protocol="openai")
+    if result.tool_runs:
+        additional["builtin_tools"] = result.builtin_tools
     assert result.finish is not None  # collect() raises on incomplete streams
     message = AIMessage(
         content=result.text,

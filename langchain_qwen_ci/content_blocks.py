@@ -2,7 +2,12 @@
 
 Registered with langchain-core under :data:`PROVIDER` (the key ``dashscope`` belongs to
 another package). A message becomes: the reasoning block, one ``server_tool_call`` per
-executed run (name ``code_interpreter``, args ``{"code": ...}``), then the text.
+executed run (name ``code_interpreter``, args ``{"code": ...}``), each followed by its
+``server_tool_result`` (its ``tool_call_id`` the call's id, status ``success``/``error``,
+output the execution log) wherever the protocol returned the run's ``outputs``
+(Responses), then a call/result pair per other built-in tool call (``web_search``:
+args ``{"query"}``, output ``{"sources"}``; ``web_extractor``: args ``{"urls", "goal"}``,
+output the extracted text), then the text.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.messages import content as types
 from langchain_core.messages.block_translators import register_translator
 
-from qwen_ci.events import TOOL_NAME
+from qwen_ci.events import FAILED, TOOL_NAME, logs_of
 
 PROVIDER = "qwen_code_interpreter"
 
@@ -41,14 +46,24 @@ def _blocks(message: AIMessage | AIMessageChunk) -> list[types.ContentBlock]:
             continue
         occurrence = seen.get(code, 0)
         seen[code] = occurrence + 1
+        call_id = run_id(message.id, code, occurrence)
         blocks.append(
-            {
-                "type": "server_tool_call",
-                "id": run_id(message.id, code, occurrence),
-                "name": TOOL_NAME,
-                "args": {"code": code},
-            }
+            {"type": "server_tool_call", "id": call_id, "name": TOOL_NAME, "args": {"code": code}}
         )
+        inner = entry[TOOL_NAME]
+        output = logs_of(inner.get("outputs")) if isinstance(inner.get("outputs"), list) else None
+        if output is not None:
+            result: types.ServerToolResult = {
+                "type": "server_tool_result",
+                "tool_call_id": call_id,
+                "status": "error" if inner.get("status") in FAILED else "success",
+                "output": output,
+            }
+            if inner.get("container_id"):
+                result["extras"] = {"container_id": inner["container_id"]}
+            blocks.append(result)
+    for entry in message.additional_kwargs.get("builtin_tools") or []:
+        blocks.extend(_builtin_blocks(entry))
     content = message.content
     if isinstance(content, str):
         if content:
@@ -60,6 +75,27 @@ def _blocks(message: AIMessage | AIMessageChunk) -> list[types.ContentBlock]:
             elif isinstance(part, dict) and part.get("type") == "text" and part.get("text"):
                 blocks.append({"type": "text", "text": part["text"]})
     return blocks
+
+
+def _builtin_blocks(entry: Any) -> list[types.ContentBlock]:
+    """The call/result pair of a ``web_search`` / ``web_extractor`` entry."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+        return []
+    name = entry.get("type")
+    inner = entry.get(name) if isinstance(name, str) else None
+    if not isinstance(inner, dict):
+        return []
+    if name == "web_search":
+        args = {"query": inner.get("query")}
+        output: Any = {"sources": inner.get("sources") or []}
+    else:
+        args = {"urls": inner.get("urls"), "goal": inner.get("goal")}
+        output = inner.get("output")
+    return [
+        {"type": "server_tool_call", "id": entry["id"], "name": str(name), "args": args},
+        {"type": "server_tool_result", "tool_call_id": entry["id"],
+         "status": "error" if entry.get("status") in FAILED else "success", "output": output},
+    ]
 
 
 def _code_of(entry: Any) -> str | None:

@@ -3,9 +3,14 @@
 Each run becomes a ``code_interpreter`` tool run (``run_type="tool"``, inputs
 ``{"code": ...}``), child of the chat model's run, started when the run starts
 (:class:`~qwen_ci.events.CodeStart`) and ended when it is final
-(:class:`~qwen_ci.events.CodeRun`, whose code wins). It goes through LangChain's callback
-system, so every tracer (``collect_runs``, a ``BaseTracer``, LangSmith, OpenInference)
-and ``astream_events`` (``on_tool_start``/``on_tool_end``) see it.
+(:class:`~qwen_ci.events.CodeRun`, whose code wins), with the execution log as its output
+where the protocol returns it (Responses) and a note that it is not returned elsewhere;
+a run the service reports as failed ends with an error. The other built-in tools
+(``web_search``, ``web_extractor``) become tool runs of their own name the same way
+(inputs: the query, or the URLs and goal; output: the source URLs, or the extracted text).
+It goes through LangChain's callback system, so every tracer (``collect_runs``, a
+``BaseTracer``, LangSmith, OpenInference) and ``astream_events``
+(``on_tool_start``/``on_tool_end``) see it.
 
 ``invoke`` hands the model's run manager to ``_generate``, but ``stream``/``astream``
 call ``_stream`` without it (langchain-core 1.x), and so does ``invoke`` when a streaming
@@ -20,6 +25,7 @@ parent (the id is the one langchain-core stamps on the chunks as ``lc_run--<id>`
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
@@ -47,17 +53,22 @@ from qwen_ci.events import (
     Finish,
     ReasoningDelta,
     TextDelta,
+    ToolRun,
+    ToolStart,
 )
 
 TOOL_OUTPUT = NO_OUTPUT
 CODE_EVENT = "code_interpreter"
-"""Custom event dispatched on the model's run when a run is final (``{"index", "code"}``)."""
+"""Custom event dispatched on the model's run when a run is final (``{"index", "code"}``,
+and ``"output"``, the execution log, where the protocol returns it)."""
 CODE_START_EVENT = "code_interpreter_start"
 """Custom event dispatched on the model's run when a run starts (``{"index", "code"}``)."""
 INDEX_KEY = "code_interpreter_index"
 """Metadata key of a tool run: the run's position in the response."""
 
 _SERIALIZED = {"name": TOOL_NAME, "description": TOOL_DESCRIPTION}
+_WEB = {"web_search": "Web search run by the Qwen service",
+        "web_extractor": "Web page extraction run by the Qwen service"}
 
 
 class _CallConfig:
@@ -168,16 +179,21 @@ def _child_args(parent: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun
     }
 
 
-def _child(parent: CallbackManagerForLLMRun, index: int) -> CallbackManager:
+def _child(parent: CallbackManagerForLLMRun, index: int | None) -> CallbackManager:
     """The manager of a tool run under the model's run, configured as a child runnable's
     (context tracers such as ``collect_runs`` are added as they would be for a tool)."""
     return CallbackManager.configure(CallbackManager(**_child_args(parent)),
-                                     local_metadata={INDEX_KEY: index})
+                                     local_metadata=_index_metadata(index))
 
 
-def _achild(parent: AsyncCallbackManagerForLLMRun, index: int) -> AsyncCallbackManager:
+def _achild(parent: AsyncCallbackManagerForLLMRun, index: int | None) -> AsyncCallbackManager:
     return AsyncCallbackManager.configure(AsyncCallbackManager(**_child_args(parent)),
-                                          local_metadata={INDEX_KEY: index})
+                                          local_metadata=_index_metadata(index))
+
+
+def _index_metadata(index: int | None) -> dict[str, Any] | None:
+    """A code run's position in the response (web tool runs have none)."""
+    return None if index is None else {INDEX_KEY: index}
 
 
 def _events_manager(parent: CallbackManagerForLLMRun) -> CallbackManager:
@@ -188,12 +204,41 @@ def _aevents_manager(parent: AsyncCallbackManagerForLLMRun) -> AsyncCallbackMana
     return AsyncCallbackManager(handlers=parent.handlers, parent_run_id=parent.run_id)
 
 
-def _output(started: str, final: str) -> str:
-    """The tool run's output: a note, and the final code when it changed after the start
-    (the run's inputs hold the code known at the start; the final code wins)."""
+def _output(started: str, final: str, logs: str | None = None) -> str:
+    """The tool run's output: the execution log, or a note where the protocol returns
+    none; and the final code when it changed after the start (the run's inputs hold the
+    code known at the start; the final code wins)."""
+    text = TOOL_OUTPUT if logs is None else logs
     if started == final:
-        return TOOL_OUTPUT
-    return f"{TOOL_OUTPUT}\nThe code was completed after the run started; final code:\n{final}"
+        return text
+    return f"{text}\nThe code was completed after the run started; final code:\n{final}"
+
+
+def _final_data(run: CodeRun) -> dict[str, Any]:
+    """The final event's data: index and code, plus the output where it is known."""
+    data: dict[str, Any] = {"index": run.index, "code": run.code}
+    if run.output is not None:
+        data["output"] = run.output
+    return data
+
+
+def _run_output(started: str, run: CodeRun) -> str:
+    return _output(started, run.code, run.output)
+
+
+class ToolCallFailed(RuntimeError):
+    """The service reported a built-in tool call as failed (the tool run's error)."""
+
+
+def _failure(status: str | None, output: Any) -> ToolCallFailed:
+    return ToolCallFailed(f"The service reported the call as {status}: {output}")
+
+
+def _tool_output(run: ToolRun) -> Any:
+    """A web tool run's output: the source URLs, or the extracted text."""
+    if isinstance(run.output, dict) and set(run.output) == {"sources"}:
+        return "\n".join(run.output["sources"])
+    return run.output
 
 
 class _ReasoningOnSpan:
@@ -253,7 +298,7 @@ class _TracerBase:
         self._reasoning = _ReasoningOnSpan.maybe(parent.run_id) if parent is not None else None
         self._tool_runs = tool_runs
         self._events = events
-        self._open: dict[int, Any] = {}
+        self._open: dict[int | str, Any] = {}
         self._started: dict[int, str] = {}
 
 
@@ -281,7 +326,13 @@ class CodeRunTracer(_TracerBase):
         parent = self._parent
         if self._reasoning is not None:
             self._reasoning.on_event(event)
-        if parent is None or not isinstance(event, CodeStart | CodeRun):
+        if parent is None:
+            return
+        if isinstance(event, ToolStart | ToolRun):
+            if self._tool_runs:
+                self._web(parent, event)
+            return
+        if not isinstance(event, CodeStart | CodeRun):
             return
         data = {"index": event.index, "code": event.code}
         if isinstance(event, CodeStart):
@@ -294,15 +345,34 @@ class CodeRunTracer(_TracerBase):
             return
         if self._tool_runs:
             tool = self._open.pop(event.index, None) or self._start(parent, event)
-            tool.on_tool_end(_output(self._started.pop(event.index, event.code), event.code))
+            output = _run_output(self._started.pop(event.index, event.code), event)
+            if event.ok:
+                tool.on_tool_end(output)
+            else:
+                tool.on_tool_error(_failure(event.status, output))
         if self._events:
-            _events_manager(parent).on_custom_event(CODE_EVENT, data, run_id=parent.run_id)
+            _events_manager(parent).on_custom_event(CODE_EVENT, _final_data(event),
+                                                    run_id=parent.run_id)
 
     @staticmethod
     def _start(parent: CallbackManagerForLLMRun, event: CodeStart | CodeRun
                ) -> CallbackManagerForToolRun:
         return _child(parent, event.index).on_tool_start(
             _SERIALIZED, event.code, name=TOOL_NAME, inputs={"code": event.code})
+
+    def _web(self, parent: CallbackManagerForLLMRun, event: ToolStart | ToolRun) -> None:
+        key = event.id
+        tool = self._open.pop(key, None)
+        if tool is None:
+            tool = _child(parent, None).on_tool_start(
+                {"name": event.name, "description": _WEB[event.name]}, json.dumps(event.args),
+                name=event.name, inputs=dict(event.args))
+        if isinstance(event, ToolStart):
+            self._open[key] = tool
+        elif event.ok:
+            tool.on_tool_end(_tool_output(event))
+        else:
+            tool.on_tool_error(_failure(event.status, event.output))
 
     def close(self, error: BaseException | None = None) -> None:
         """End tool runs still open (the stream failed or was closed early)."""
@@ -348,7 +418,13 @@ class AsyncCodeRunTracer(_TracerBase):
         parent = self._parent
         if self._reasoning is not None:
             self._reasoning.on_event(event)
-        if parent is None or not isinstance(event, CodeStart | CodeRun):
+        if parent is None:
+            return
+        if isinstance(event, ToolStart | ToolRun):
+            if self._tool_runs:
+                await self._web(parent, event)
+            return
+        if not isinstance(event, CodeStart | CodeRun):
             return
         data = {"index": event.index, "code": event.code}
         if isinstance(event, CodeStart):
@@ -361,10 +437,13 @@ class AsyncCodeRunTracer(_TracerBase):
             return
         if self._tool_runs:
             tool = self._open.pop(event.index, None) or await self._start(parent, event)
-            await tool.on_tool_end(
-                _output(self._started.pop(event.index, event.code), event.code))
+            output = _run_output(self._started.pop(event.index, event.code), event)
+            if event.ok:
+                await tool.on_tool_end(output)
+            else:
+                await tool.on_tool_error(_failure(event.status, output))
         if self._events:
-            await _aevents_manager(parent).on_custom_event(CODE_EVENT, data,
+            await _aevents_manager(parent).on_custom_event(CODE_EVENT, _final_data(event),
                                                            run_id=parent.run_id)
 
     @staticmethod
@@ -372,6 +451,21 @@ class AsyncCodeRunTracer(_TracerBase):
                      ) -> AsyncCallbackManagerForToolRun:
         return await _achild(parent, event.index).on_tool_start(
             _SERIALIZED, event.code, name=TOOL_NAME, inputs={"code": event.code})
+
+    async def _web(self, parent: AsyncCallbackManagerForLLMRun, event: ToolStart | ToolRun
+                   ) -> None:
+        key = event.id
+        tool = self._open.pop(key, None)
+        if tool is None:
+            tool = await _achild(parent, None).on_tool_start(
+                {"name": event.name, "description": _WEB[event.name]}, json.dumps(event.args),
+                name=event.name, inputs=dict(event.args))
+        if isinstance(event, ToolStart):
+            self._open[key] = tool
+        elif event.ok:
+            await tool.on_tool_end(_tool_output(event))
+        else:
+            await tool.on_tool_error(_failure(event.status, event.output))
 
     async def close(self, error: BaseException | None = None) -> None:
         """End tool runs still open (the stream failed or was closed early)."""

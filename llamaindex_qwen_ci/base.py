@@ -33,7 +33,7 @@ from llamaindex_qwen_ci.tracing import CodeReporter
 from qwen_ci.client import DEFAULT_MAX_RETRIES
 from qwen_ci.config import API_KEY_ENV, DEFAULT_MODEL, DEFAULT_REGION, model_info
 from qwen_ci.errors import InvalidRequestError
-from qwen_ci.events import CodeRun, Event, Finish, ReasoningDelta, SearchInfo, TextDelta
+from qwen_ci.events import CodeRun, Event, Finish, ReasoningDelta, SearchInfo, TextDelta, ToolRun
 from qwen_ci.request import SERVICE_OPTIONS, TOOLS_ERROR, WireRequest, build, check_no_tools
 from qwen_ci.result import Accumulator, Result, acollect, collect
 from qwen_ci.session import TRANSPORT_FIELDS, Session, call_options, session_for
@@ -75,12 +75,17 @@ class QwenCodeInterpreter(LLM):
     Output: ``message.content`` is the answer; ``message.blocks`` holds a ``ThinkingBlock``
     (the whole thinking) and a ``TextBlock`` (the answer);
     ``message.additional_kwargs["reasoning_content"]`` and ``["tool_info"]`` (each executed
-    run once, in order, in DashScope's entry shape); ``response.additional_kwargs`` holds
+    run once, in order, in DashScope's entry shape; with ``protocol="responses"`` each
+    entry also holds ``outputs``, the run's execution log, and ``container_id``), and
+    ``["builtin_tools"]`` when ``web_search``/``web_extractor`` ran (``builtin_tools=``);
+    ``response.additional_kwargs`` holds
     the usage (``prompt_tokens``, ``completion_tokens``, ``total_tokens``,
     ``reasoning_tokens``, ``plugins``); ``response.raw`` is the last wire frame.
     In ``stream_chat``, ``delta`` is answer text, ``additional_kwargs["thinking_delta"]``
-    the thinking and ``additional_kwargs["tool_info_delta"]`` a run as soon as its code is
-    final; the last chunk equals ``chat``'s response.
+    the thinking and ``additional_kwargs["tool_info_delta"]`` a run as soon as it is final
+    (``builtin_tools_delta`` for a web tool call); the last chunk equals ``chat``'s
+    response. ``protocol`` unset takes the best one the model supports (Responses for
+    the Qwen3.5-Plus series and later; native for qwen3-max-preview).
 
     Function calling is refused (``predict_and_call``, ``tools=...``; ``FunctionAgent``
     fails): the service cannot combine it with the interpreter. Use ``ReActAgent``.
@@ -113,9 +118,10 @@ class QwenCodeInterpreter(LLM):
     region: str = Field(
         default=DEFAULT_REGION, description="Region whose host is used without base_url."
     )
-    protocol: Literal["dashscope", "openai"] = Field(
-        default="dashscope",
-        description="'dashscope' (native, returns the executed code) or 'openai' (compatible).",
+    protocol: Literal["dashscope", "openai", "responses"] | None = Field(
+        default=None,
+        description="'responses' (the code and its output), 'dashscope' (native, the code) "
+        "or 'openai' (chat completions); None: the best one the model supports.",
     )
     temperature: float | None = None
     top_p: float | None = None
@@ -123,6 +129,11 @@ class QwenCodeInterpreter(LLM):
     seed: int | None = None
     stop: list[str] | None = None
     thinking_budget: int | None = Field(default=None, description="Maximum thinking tokens.")
+    builtin_tools: list[str] | None = Field(
+        default=None,
+        description="Built-in tools beside the interpreter: 'web_search', 'web_extractor' "
+        "(the extractor on the Responses protocol only).",
+    )
     timeout: float | None = Field(
         default=None, description="Seconds to wait for the next byte (default 300)."
     )
@@ -384,6 +395,8 @@ def _message(result: Result) -> ChatMessage:
     }
     if result.search_info is not None:
         additional["search_info"] = result.search_info
+    if result.tool_runs:
+        additional["builtin_tools"] = result.builtin_tools
     return ChatMessage(
         role=MessageRole.ASSISTANT, blocks=list(blocks), additional_kwargs=additional
     )
@@ -432,6 +445,12 @@ def _chunk(event: Event, result: Result) -> ChatResponse | None:
             message=_message(result),
             delta="",
             additional_kwargs={"tool_info_delta": [event.to_tool_info()]},
+        )
+    if isinstance(event, ToolRun):
+        return ChatResponse(
+            message=_message(result),
+            delta="",
+            additional_kwargs={"builtin_tools_delta": [event.to_entry()]},
         )
     if isinstance(event, SearchInfo):
         return ChatResponse(message=_message(result), delta="")

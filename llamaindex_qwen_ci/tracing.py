@@ -7,7 +7,11 @@ that span is recording:
 
 - each run becomes an OpenInference TOOL span (``code_interpreter``, the code as
   ``input.value``, ``text/plain``), child of the LLM span, from the run's start
-  (:class:`~qwen_ci.events.CodeStart`) to when it is final (its code wins);
+  (:class:`~qwen_ci.events.CodeStart`) to when it is final (its code wins), with the
+  execution log as ``output.value`` where the protocol returns it (Responses) and a note
+  that it is not returned elsewhere; a run reported as failed ends with an ERROR status;
+- each ``web_search`` / ``web_extractor`` call becomes a TOOL span of that name (input:
+  the query, or the URLs and goal as JSON; output: the source URLs, or the extracted text);
 - at the end of the response the LLM span gets the thinking as reasoning content of the
   output message, the reasoning token count, and the run count and request id in its
   ``metadata``.
@@ -31,6 +35,7 @@ from llama_index.core.instrumentation.span import active_span_id
 from llama_index_instrumentation import get_dispatcher
 
 from qwen_ci.events import (
+    NO_OUTPUT,
     TOOL_DESCRIPTION,
     TOOL_NAME,
     CodeRun,
@@ -38,6 +43,8 @@ from qwen_ci.events import (
     Event,
     Finish,
     ReasoningDelta,
+    ToolRun,
+    ToolStart,
     Usage,
 )
 
@@ -71,7 +78,8 @@ class CodeInterpreterStartEvent(BaseEvent):
 
 
 class CodeInterpreterRunEvent(BaseEvent):
-    """One executed code block, dispatched when its code is final (opt-in).
+    """One executed code block, dispatched when it is final (opt-in); ``output`` is its
+    execution log where the protocol returns it (Responses), else None.
 
     Example:
         >>> from llamaindex_qwen_ci.tracing import CodeInterpreterRunEvent
@@ -81,6 +89,7 @@ class CodeInterpreterRunEvent(BaseEvent):
 
     index: int
     code: str
+    output: str | None = None
 
     @classmethod
     def class_name(cls) -> str:
@@ -126,7 +135,7 @@ class _Spans:
     def __init__(self, llm_span: Any) -> None:
         self._llm = llm_span
         self._tracer = _tracer()
-        self._open: dict[int, Any] = {}
+        self._open: dict[int | str, Any] = {}
         self._runs = 0
         self._reasoning: list[str] = []
         self._usage: Usage | None = None
@@ -139,8 +148,29 @@ class _Spans:
         elif isinstance(event, CodeRun):
             span = self._open.pop(event.index, None) or self._start(event)
             span.set_attribute("input.value", event.code)  # the final code wins
-            self._end(span, ok=True)
+            output = event.output
+            span.set_attribute("output.value", NO_OUTPUT if output is None else output)
+            span.set_attribute("output.mime_type", "text/plain")
+            if event.ok:
+                self._end(span, ok=True)
+            else:
+                self._end(span, ok=False, error=RuntimeError(
+                    f"The service reported the run as {event.status}"))
             self._runs += 1
+        elif isinstance(event, ToolStart):
+            self._open[event.id] = self._start_web(event)
+        elif isinstance(event, ToolRun):
+            span = self._open.pop(event.id, None) or self._start_web(event)
+            out = event.output
+            if isinstance(out, dict) and set(out) == {"sources"}:
+                out = "\n".join(out["sources"])
+            span.set_attribute("output.value",
+                               out if isinstance(out, str) else json.dumps(out))
+            if event.ok:
+                self._end(span, ok=True)
+            else:
+                self._end(span, ok=False, error=RuntimeError(
+                    f"The service reported the call as {event.status}"))
         elif isinstance(event, Usage):
             self._usage = event
         elif isinstance(event, Finish):
@@ -159,6 +189,20 @@ class _Spans:
                 "input.value": event.code,
                 "input.mime_type": "text/plain",
                 _METADATA: json.dumps({INDEX_KEY: event.index}),
+            },
+        )
+
+    def _start_web(self, event: ToolStart | ToolRun) -> Any:
+        from opentelemetry import trace
+
+        return self._tracer.start_span(
+            event.name,
+            context=trace.set_span_in_context(self._llm),
+            attributes={
+                _KIND: "TOOL",
+                "tool.name": event.name,
+                "input.value": json.dumps(event.args, ensure_ascii=False),
+                "input.mime_type": "application/json",
             },
         )
 
@@ -213,8 +257,8 @@ class CodeReporter:
     Example:
         >>> from qwen_ci.events import CodeRun, TextDelta
         >>> reporter = CodeReporter(dispatch=False)
-        >>> list(reporter.watch(iter([CodeRun(0, "1+1"), TextDelta("2")])))
-        [CodeRun(index=0, code='1+1'), TextDelta(text='2')]
+        >>> [type(e).__name__ for e in reporter.watch(iter([CodeRun(0, "1+1"), TextDelta("2")]))]
+        ['CodeRun', 'TextDelta']
     """
 
     __slots__ = ("_dispatch", "_span_id", "_spans")
@@ -226,9 +270,11 @@ class CodeReporter:
         self._spans = _Spans(llm_span) if llm_span is not None else None
 
     def _event(self, event: CodeStart | CodeRun) -> BaseEvent:
-        kind = CodeInterpreterStartEvent if isinstance(event, CodeStart) else \
-            CodeInterpreterRunEvent
-        return kind(index=event.index, code=event.code, span_id=self._span_id)
+        if isinstance(event, CodeStart):
+            return CodeInterpreterStartEvent(index=event.index, code=event.code,
+                                             span_id=self._span_id)
+        return CodeInterpreterRunEvent(index=event.index, code=event.code, output=event.output,
+                                       span_id=self._span_id)
 
     def watch(self, events: Iterator[Event]) -> Iterator[Event]:
         """Pass events through, reporting each run."""

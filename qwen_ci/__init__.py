@@ -41,6 +41,8 @@ from qwen_ci.events import (
     ReasoningDelta,
     SearchInfo,
     TextDelta,
+    ToolRun,
+    ToolStart,
     Usage,
 )
 from qwen_ci.request import Options, build
@@ -93,6 +95,8 @@ __all__ = [
     "ServiceUnavailableError",
     "StreamError",
     "TextDelta",
+    "ToolRun",
+    "ToolStart",
     "Usage",
     "__version__",
     "acollect",

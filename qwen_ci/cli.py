@@ -4,7 +4,7 @@ with a local sandbox), which :mod:`qwen_ci_server.cli` adds when it is installed
 
 ::
 
-    qwen-ci ask "123的21次方是多少？" [--base-url URL] [--protocol dashscope|openai]
+    qwen-ci ask "123的21次方是多少？" [--base-url URL] [--protocol responses|dashscope|openai]
     qwen-ci emulator [--host 127.0.0.1] [--port 8765] [--api-key-env VAR] [--script FILE]
     qwen-ci serve --upstream-base-url URL --upstream-model NAME [--upstream-api-key-env VAR]
 
@@ -65,8 +65,10 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"service root (default: ${BASE_URL_ENV}, else the region's host)")
     ask.add_argument("--region", default=None, choices=sorted(REGION_HOSTS),
                      help=f"region of the key (default: {DEFAULT_REGION})")
-    ask.add_argument("--protocol", choices=list(PROTOCOLS), default="dashscope",
-                     help="native (returns the executed code) or OpenAI-compatible")
+    ask.add_argument("--protocol", choices=list(PROTOCOLS), default=None,
+                     help="responses (the code and what it printed), dashscope (native, "
+                          "the code) or openai (chat completions, no code) (default: the "
+                          "best one the model supports)")
     ask.add_argument("--model", default=DEFAULT_MODEL, help="a model with the code interpreter")
     ask.add_argument("--timeout", type=float, default=None,
                      help="seconds to wait for the next byte (default: 300)")
@@ -98,7 +100,7 @@ NO_KEY_LOCAL = (
 )
 OPENAI_NO_CODE = (
     "code runs: unknown (--protocol openai does not return the executed code; "
-    "--protocol dashscope does)"
+    "--protocol dashscope and --protocol responses do)"
 )
 
 
@@ -181,7 +183,7 @@ class _Renderer:
         elif isinstance(event, CodeStart):
             self.code_start(event.index)
         elif isinstance(event, CodeRun):
-            self.code(event.index, event.code)
+            self.code(event.index, event.code, event.output, event.ok)
         elif isinstance(event, TextDelta):
             self.text(event.text)
         elif isinstance(event, Usage):
@@ -200,19 +202,28 @@ class _Renderer:
             self.out.write(self.buffer + "\n")
         self._show()
 
-    def code(self, index: int, code: str) -> None:
+    def code(self, index: int, code: str, output: str | None = None, ok: bool = True) -> None:
+        """Print a final run: its code panel and, when the protocol returns it, what it
+        printed under it."""
         if self.mode != "running":
             self._settle()
         self.mode, self.buffer = "", ""
         self._show()
+        title = f"output of run {index + 1}" + ("" if ok else " (failed)")
         if self.console is not None:
             from rich.panel import Panel
             from rich.syntax import Syntax
+            from rich.text import Text
 
             self.console.print(Panel(Syntax(code, "python", theme="ansi_dark"),
                                      title=f"code run {index + 1}", title_align="left"))
+            if output is not None:
+                self.console.print(Panel(Text(output.rstrip("\n") or "(no output)"),
+                                         title=title, title_align="left", style="dim"))
         else:
             self.out.write(f"[code run {index + 1}]\n{code}\n")
+            if output is not None:
+                self.out.write(f"[{title}]\n{output.rstrip(chr(10)) or '(no output)'}\n")
         self.out.flush()
 
     def text(self, text: str) -> None:
@@ -307,7 +318,7 @@ def _ask(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         if emulator is not None:
             emulator.stop()
-    renderer.finish(args.protocol)
+    renderer.finish(request.protocol)
     return 0
 
 

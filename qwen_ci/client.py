@@ -31,6 +31,7 @@ from qwen_ci.errors import (
 from qwen_ci.events import Event
 from qwen_ci.protocols.dashscope import DashScopeParser
 from qwen_ci.protocols.openai_compat import OpenAICompatParser
+from qwen_ci.protocols.responses import ResponsesParser
 from qwen_ci.protocols.sse import SSEDecoder
 from qwen_ci.request import WireRequest
 from qwen_ci.retry import RetryPolicy, retry_after
@@ -84,7 +85,7 @@ to connect."""
 DEFAULT_MAX_RETRIES = 2
 _USER_AGENT = f"qwen-code-interpreter/{__version__}"
 
-Parser = DashScopeParser | OpenAICompatParser
+Parser = DashScopeParser | OpenAICompatParser | ResponsesParser
 
 
 class _Base:
@@ -122,6 +123,7 @@ class _Base:
         self._headers: dict[Protocol, dict[str, str]] = {
             "dashscope": {**common, "X-DashScope-SSE": "enable", **custom},
             "openai": {**common, **custom},
+            "responses": {**common, **custom},
         }
 
     def __repr__(self) -> str:
@@ -142,6 +144,8 @@ class _Base:
     def _parser(request: WireRequest) -> Parser:
         if request.protocol == "openai":
             return OpenAICompatParser(request.model)
+        if request.protocol == "responses":
+            return ResponsesParser(request.model)
         return DashScopeParser(request.model)
 
     def _http_error(self, response: httpx.Response) -> QwenCIError:
@@ -189,7 +193,7 @@ def _opened(response: httpx.Response, parser: Parser) -> bool:
     """True when the response is a stream (else the caller reads it as an error)."""
     if response.status_code >= 400 or _is_json(response):
         return False
-    if isinstance(parser, OpenAICompatParser):
+    if isinstance(parser, OpenAICompatParser | ResponsesParser):
         parser.use_request_id(response.headers.get("x-request-id"))
     return True
 

@@ -18,12 +18,14 @@ from qwen_ci.config import (
     COMPATIBLE_PATH,
     DEFAULT_MODEL,
     NATIVE_PATHS,
+    RESPONSES_PATH,
     Protocol,
-    check_protocol,
     code_interpreter_refusal,
     model_info,
+    protocol_for,
 )
 from qwen_ci.errors import InvalidRequestError
+from qwen_ci.events import BUILTIN_TOOLS, TOOL_NAME, WEB_EXTRACTOR, WEB_SEARCH
 
 NO_FUNCTION_CALLING = (
     "the Qwen code interpreter cannot be combined with function calling: DashScope "
@@ -67,8 +69,8 @@ class Options:
     Example:
         >>> Options(temperature=0.2).temperature
         0.2
-        >>> SERVICE_OPTIONS
-        ('temperature', 'top_p', 'max_tokens', 'seed', 'stop', 'thinking_budget', 'extra_body')
+        >>> SERVICE_OPTIONS[-2:]
+        ('builtin_tools', 'extra_body')
     """
 
     model: str = DEFAULT_MODEL
@@ -83,14 +85,19 @@ class Options:
     """Stop sequences."""
     thinking_budget: int | None = None
     """Maximum thinking tokens."""
+    builtin_tools: Sequence[str] | None = None
+    """Built-in tools to enable beside the interpreter: ``"web_search"`` (every protocol;
+    native and chat completions send it as ``enable_search``) and ``"web_extractor"``
+    (Responses only; needs ``web_search``)."""
     extra_body: Mapping[str, Any] | None = None
     """More service parameters, deep-merged into the body (native: into ``parameters``)."""
 
 
 #: the service options: every :class:`Options` field but the model
 SERVICE_OPTIONS: tuple[str, ...] = tuple(f.name for f in fields(Options) if f.name != "model")
-#: the options sent as parameters as they are (``extra_body`` is merged instead)
-_PARAMETERS = tuple(name for name in SERVICE_OPTIONS if name != "extra_body")
+#: the options sent as parameters as they are (the others are translated per protocol)
+_PARAMETERS = tuple(name for name in SERVICE_OPTIONS
+                    if name not in ("extra_body", "builtin_tools"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +170,31 @@ def _check_options(opts: Options) -> None:
         raise InvalidRequestError("stop must be a list of strings.")
     if opts.extra_body:
         _check_extra_body(opts.extra_body)
+    _check_builtin_tools(opts.builtin_tools)
+
+
+def _check_builtin_tools(tools: Sequence[str] | None) -> None:
+    if tools is None:
+        return
+    if isinstance(tools, str) or not all(isinstance(t, str) for t in tools):
+        raise InvalidRequestError(
+            f"builtin_tools must be a list of names such as ['web_search'], not {tools!r}."
+        )
+    unknown = [t for t in tools if t not in BUILTIN_TOOLS]
+    if unknown:
+        what = "the interpreter is always on" if unknown == [TOOL_NAME] else (
+            "function tools cannot be combined with the interpreter" if "function" in unknown
+            else "others are not supported")
+        raise InvalidRequestError(
+            f"builtin_tools has {', '.join(map(repr, unknown))}; the built-in tools that can "
+            f"be enabled beside the interpreter are {', '.join(map(repr, BUILTIN_TOOLS))} "
+            f"({what})."
+        )
+    if WEB_EXTRACTOR in tools and WEB_SEARCH not in tools:
+        raise InvalidRequestError(
+            "builtin_tools has 'web_extractor' without 'web_search'; the service needs "
+            "web_search for web_extractor: pass ['web_search', 'web_extractor']."
+        )
 
 
 def _parts(content: Any, index: int) -> list[dict[str, str]]:
@@ -232,10 +264,22 @@ def _text(parts: list[dict[str, str]]) -> str:
     return "".join(p["text"] for p in parts if p["type"] == "text")
 
 
-def build(messages: Sequence[Mapping[str, Any]], options: Options, protocol: str) -> WireRequest:
-    """Validate and build the wire request; raises :class:`InvalidRequestError`."""
-    proto = check_protocol(protocol)
+def build(
+    messages: Sequence[Mapping[str, Any]], options: Options, protocol: str | None = None
+) -> WireRequest:
+    """Validate and build the wire request; raises :class:`InvalidRequestError`.
+
+    ``protocol`` ``None`` takes the best protocol the model supports (the model table,
+    :func:`~qwen_ci.config.protocol_for`); one the model does not support is refused.
+    """
     _check_options(options)
+    proto = protocol_for(options.model, protocol)
+    tools = list(options.builtin_tools or ())
+    if WEB_EXTRACTOR in tools and proto != "responses":
+        raise InvalidRequestError(
+            f"builtin_tools 'web_extractor' needs protocol 'responses' (this call uses "
+            f"{proto!r}); on the other protocols only 'web_search' can be enabled."
+        )
     turns = _normalize(messages)
     info = model_info(options.model)
     has_images = any(p["type"] == "image" for _, parts in turns for p in parts)
@@ -246,6 +290,8 @@ def build(messages: Sequence[Mapping[str, Any]], options: Options, protocol: str
         )
     if proto == "openai":
         return _compatible(turns, options)
+    if proto == "responses":
+        return _responses(turns, options)
     return _native(turns, options, info.endpoint == "multimodal")
 
 
@@ -280,6 +326,7 @@ def _native(
         "result_format": "message",
         "incremental_output": True,
         **_sampling(options),
+        **_search(options),
     }
     extra = dict(options.extra_body or {})
     nested = extra.pop("parameters", None)
@@ -317,7 +364,51 @@ def _compatible(turns: list[tuple[str, list[dict[str, str]]]], options: Options)
         "enable_thinking": True,
         "enable_code_interpreter": True,
         **_sampling(options),
+        **_search(options),
     }
     if options.extra_body:
         body = deep_merge(body, options.extra_body)
     return WireRequest("openai", options.model, COMPATIBLE_PATH, body)
+
+
+def _search(options: Options) -> dict[str, Any]:
+    """``web_search`` on the native and chat-completions protocols: ``enable_search``."""
+    return {"enable_search": True} if WEB_SEARCH in (options.builtin_tools or ()) else {}
+
+
+def _responses(turns: list[tuple[str, list[dict[str, str]]]], options: Options) -> WireRequest:
+    """The Responses body: system text as ``instructions``, the turns as ``input``, the
+    interpreter (and the chosen built-in tools) in ``tools``.
+
+    ``max_tokens`` is sent as ``max_output_tokens`` (the Responses name); ``seed``,
+    ``stop`` and ``thinking_budget`` are sent as in chat completions (the Responses
+    reference does not list them: whether the service honours them is unknown).
+    """
+    wire_input: list[dict[str, Any]] = []
+    instructions: str | None = None
+    for role, parts in turns:
+        if role == "system":
+            instructions = _text(parts)
+            continue
+        content: Any
+        if role == "assistant" or all(p["type"] == "text" for p in parts):
+            content = _text(parts)
+        else:
+            content = [
+                {"type": "input_text", "text": p["text"]}
+                if p["type"] == "text"
+                else {"type": "input_image", "image_url": p["url"]}
+                for p in parts
+            ]
+        wire_input.append({"role": role, "content": content})
+    sampling = _sampling(options)
+    if "max_tokens" in sampling:
+        sampling["max_output_tokens"] = sampling.pop("max_tokens")
+    tools = [{"type": TOOL_NAME}] + [{"type": t} for t in options.builtin_tools or ()]
+    body: dict[str, Any] = {"model": options.model, "input": wire_input}
+    if instructions is not None:
+        body["instructions"] = instructions
+    body.update({"tools": tools, "enable_thinking": True, "stream": True, **sampling})
+    if options.extra_body:
+        body = deep_merge(body, options.extra_body)
+    return WireRequest("responses", options.model, RESPONSES_PATH, body)

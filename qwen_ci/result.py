@@ -14,6 +14,7 @@ from qwen_ci.events import (
     ReasoningDelta,
     SearchInfo,
     TextDelta,
+    ToolRun,
     Usage,
 )
 
@@ -31,11 +32,19 @@ class Result:
     usage: Usage | None = None
     finish: Finish | None = None
     search_info: dict[str, Any] | None = None
+    tool_runs: list[ToolRun] = field(default_factory=list)
+    """Built-in tool calls other than the interpreter (``web_search``, ``web_extractor``)."""
 
     @property
     def tool_info(self) -> list[dict[str, Any]]:
-        """The executed runs in DashScope's ``tool_info`` entry shape."""
+        """The executed runs in DashScope's ``tool_info`` entry shape (with ``outputs``,
+        ``container_id`` and ``status`` where the protocol returns them)."""
         return [run.to_tool_info() for run in self.code_runs]
+
+    @property
+    def builtin_tools(self) -> list[dict[str, Any]]:
+        """The other built-in tool calls, as :meth:`ToolRun.to_entry` entries."""
+        return [run.to_entry() for run in self.tool_runs]
 
     @property
     def complete(self) -> bool:
@@ -68,6 +77,8 @@ class Accumulator:
             self._result.finish = event
         elif isinstance(event, SearchInfo):
             self._result.search_info = event.info
+        elif isinstance(event, ToolRun):
+            self._result.tool_runs.append(event)
 
     def result(self) -> Result:
         """The result so far.

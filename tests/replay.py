@@ -428,3 +428,164 @@ def recorded_texts(name: str) -> tuple[str, str]:
             answer.append(message.get("content") or "")
             thinking.append(message.get("reasoning_content") or "")
     return "".join(answer), "".join(thinking)
+
+
+# ---------------------------------------------------------------- Responses API frames
+# Built from ../shared/PROTOCOL.md section 6: items through output_item.added/done, the
+# code_interpreter_call.* events, reasoning under either event name, usage.x_tools.
+
+RESPONSE_ID = "3b2a7c1e-8f3d-4b6a-9a51-2d7e4c6f1a08"
+
+
+def responses_event(payload: dict[str, Any], *, index: int, status: int | None = 200,
+                    named: bool = True) -> bytes:
+    """One Responses SSE event: ``id:``, ``event:`` (the type), optionally the native
+    ``:HTTP_STATUS/NNN`` comment line, and ``data:``."""
+    lines = [f"id:{index}"]
+    if named:
+        lines.append(f"event:{payload.get('type', 'error')}")
+    if status is not None:
+        lines.append(f":HTTP_STATUS/{status}")
+    lines.append("data:" + json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+def _item_id(counter: list[int]) -> str:
+    counter[0] += 1
+    return f"msg_{counter[0]:08x}-5d1c-4e62-a3b1-5f0d4f7e9a10"
+
+
+def responses_stream(
+    steps: Iterable[tuple[Any, ...]],
+    *,
+    model: str = "qwen3.5-plus",
+    reasoning_event: str = "response.reasoning_summary_text.delta",
+    http_status: bool = True,
+    container_id: str = "cntr_7f3e2a",
+    complete: bool = True,
+    x_tools: dict[str, Any] | None = None,
+    input_tokens: int = 120,
+) -> list[bytes]:
+    """Events of a scripted Responses stream, one piece per event.
+
+    Steps: ``("reasoning", [pieces])``, ``("text", [pieces])``,
+    ``("code", code, logs)`` (an item added with its code, the
+    ``code_interpreter_call.in_progress/interpreting/completed`` events, the item done
+    with ``outputs``), ``("search", query, [urls])``, ``("extract", [urls], goal, output)``.
+    ``x_tools`` defaults to the counts of the tool steps (absent when there are none).
+    """
+    seq = [0]
+    ids = [0]
+    out: list[dict[str, Any]] = []
+    frames: list[bytes] = []
+    counts: dict[str, int] = {}
+    reasoning_tokens = output_tokens = 0
+    created = {"id": RESPONSE_ID, "object": "response", "created_at": 1767225600.123,
+               "model": model, "status": "in_progress", "output": []}
+
+    def emit(payload: dict[str, Any]) -> None:
+        payload = {**payload, "sequence_number": seq[0]}
+        frames.append(responses_event(payload, index=seq[0] + 1,
+                                      status=200 if http_status else None))
+        seq[0] += 1
+
+    emit({"type": "response.created", "response": created})
+    emit({"type": "response.in_progress", "response": created})
+    for step in steps:
+        position = len(out)
+        kind = step[0]
+        item_id = _item_id(ids)
+        base = {"output_index": position, "item_id": item_id}
+        if kind == "reasoning":
+            text = "".join(step[1])
+            reasoning_tokens += len(step[1])
+            emit({"type": "response.output_item.added", "output_index": position,
+                  "item": {"id": item_id, "type": "reasoning", "summary": []}})
+            for piece in step[1]:
+                emit({"type": reasoning_event, **base, "summary_index": 0, "delta": piece})
+            emit({"type": reasoning_event.replace(".delta", ".done"), **base,
+                  "summary_index": 0, "text": text})
+            item: dict[str, Any] = {"id": item_id, "type": "reasoning",
+                                    "summary": [{"type": "summary_text", "text": text}]}
+        elif kind == "text":
+            text = "".join(step[1])
+            output_tokens += len(step[1])
+            emit({"type": "response.output_item.added", "output_index": position,
+                  "item": {"id": item_id, "type": "message", "role": "assistant",
+                           "status": "in_progress", "content": []}})
+            emit({"type": "response.content_part.added", **base, "content_index": 0,
+                  "part": {"type": "output_text", "text": "", "annotations": []}})
+            for piece in step[1]:
+                emit({"type": "response.output_text.delta", **base, "content_index": 0,
+                      "delta": piece})
+            emit({"type": "response.output_text.done", **base, "content_index": 0,
+                  "text": text})
+            part = {"type": "output_text", "text": text, "annotations": []}
+            emit({"type": "response.content_part.done", **base, "content_index": 0,
+                  "part": part})
+            item = {"id": item_id, "type": "message", "role": "assistant",
+                    "status": "completed", "content": [part]}
+        elif kind == "code":
+            _, code, logs = step
+            counts["code_interpreter"] = counts.get("code_interpreter", 0) + 1
+            emit({"type": "response.output_item.added", "output_index": position,
+                  "item": {"id": item_id, "type": "code_interpreter_call", "code": code,
+                           "outputs": [], "container_id": container_id,
+                           "status": "in_progress"}})
+            for phase in ("in_progress", "interpreting", "completed"):
+                emit({"type": f"response.code_interpreter_call.{phase}", **base})
+            item = {"id": item_id, "type": "code_interpreter_call", "code": code,
+                    "outputs": [{"type": "logs", "logs": logs}],
+                    "container_id": container_id, "status": "completed"}
+        elif kind == "search":
+            _, query, urls = step
+            counts["web_search"] = counts.get("web_search", 0) + 1
+            emit({"type": "response.output_item.added", "output_index": position,
+                  "item": {"id": item_id, "type": "web_search_call", "status": "in_progress",
+                           "action": {"type": "search", "query": query}}})
+            for phase in ("in_progress", "searching", "completed"):
+                emit({"type": f"response.web_search_call.{phase}", **base})
+            item = {"id": item_id, "type": "web_search_call", "status": "completed",
+                    "action": {"type": "search", "query": query,
+                               "sources": [{"type": "url", "url": u} for u in urls]}}
+        elif kind == "extract":
+            _, urls, goal, output = step
+            counts["web_extractor"] = counts.get("web_extractor", 0) + 1
+            emit({"type": "response.output_item.added", "output_index": position,
+                  "item": {"id": item_id, "type": "web_extractor_call", "urls": urls,
+                           "goal": goal, "status": "in_progress"}})
+            item = {"id": item_id, "type": "web_extractor_call", "urls": urls, "goal": goal,
+                    "output": output, "status": "completed"}
+        else:
+            raise ValueError(f"unknown step {kind!r}")
+        emit({"type": "response.output_item.done", "output_index": position, "item": item})
+        out.append(item)
+    if complete:
+        usage: dict[str, Any] = {
+            "input_tokens": input_tokens, "output_tokens": output_tokens + reasoning_tokens,
+            "total_tokens": input_tokens + output_tokens + reasoning_tokens,
+            "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
+            "x_details": [{"input_tokens": input_tokens,
+                           "output_tokens": output_tokens + reasoning_tokens,
+                           "x_billing_type": "response_api"}],
+        }
+        tools = x_tools if x_tools is not None else {k: {"count": v} for k, v in counts.items()}
+        if tools:
+            usage["x_tools"] = tools
+        emit({"type": "response.completed",
+              "response": {**created, "status": "completed", "output": out, "usage": usage}})
+    return frames
+
+
+#: one run: thinking, the code with its printed output, thinking again, the answer
+RESP_CODE = "print(123**21)"
+RESP_LOGS = "77269364466549865653073473388030061522211723\n"
+RESP_ONE_RUN = [
+    ("reasoning", ["The user wants ", "123**21."]),
+    ("code", RESP_CODE, RESP_LOGS),
+    ("reasoning", ["It printed the value."]),
+    ("text", ["123**21 = ", "77269364466549865653073473388030061522211723."]),
+]
+RESP_ONE_RUN_INFO = [{"type": "code_interpreter", "code_interpreter": {
+    "code": RESP_CODE, "outputs": [{"type": "logs", "logs": RESP_LOGS}],
+    "container_id": "cntr_7f3e2a", "status": "completed"}}]

@@ -2,6 +2,7 @@
 
 from qwen_ci.protocols.dashscope import DashScopeParser
 from qwen_ci.protocols.openai_compat import OpenAICompatParser
+from qwen_ci.protocols.responses import ResponsesParser
 from qwen_ci.protocols.sse import SSEDecoder, SSEEvent
 
-__all__ = ["DashScopeParser", "OpenAICompatParser", "SSEDecoder", "SSEEvent"]
+__all__ = ["DashScopeParser", "OpenAICompatParser", "ResponsesParser", "SSEDecoder", "SSEEvent"]

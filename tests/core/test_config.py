@@ -66,7 +66,7 @@ def test_environment_base_url_beats_region_and_argument_beats_environment(
         ("qwen3-max-2026-01-23", "text"),
         ("qwen3.5-plus", "multimodal"),
         ("qwen3.5-plus-2026-02-15", "multimodal"),
-        ("qwen3.6-plus", "multimodal"),
+        ("qwen3.7-plus", "multimodal"),
         ("qwen3-vl-plus", "multimodal"),
         ("qwen-plus", "text"),
     ],

@@ -24,6 +24,7 @@ VALUES: dict[str, tuple[Any, dict[str, Any]]] = {
     "seed": (7, {"seed": 7}),
     "stop": (["END"], {"stop": ["END"]}),
     "thinking_budget": (99, {"thinking_budget": 99}),
+    "builtin_tools": (["web_search"], {"enable_search": True}),
     "extra_body": ({"enable_search": True}, {"enable_search": True}),
 }
 ANSWER = native_stream([{"content": "42"}, {"finish": "stop"}])

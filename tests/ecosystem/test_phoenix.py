@@ -1,6 +1,8 @@
 """End to end in a real Arize Phoenix: the tracing examples (a streamed LangChain chain, a
 LlamaIndex ``stream_chat``) run against the emulator and export over OTLP/HTTP to a Phoenix
-server started here; the spans are read back through Phoenix's REST API.
+server started here; the spans are read back through Phoenix's REST API. A Responses case
+streams both frameworks from a replay server speaking the Responses protocol: the tool
+step's output in Phoenix is what the code printed.
 
 Phoenix and the OTLP exporter live in a side virtual environment (with this project
 installed in it); the server runs on 127.0.0.1 on free ports with its own working
@@ -23,6 +25,7 @@ import httpx
 import pytest
 
 from tests.ecosystem.venvs import ROOT, side_venv
+from tests.replay import RESP_CODE, RESP_LOGS, RESP_ONE_RUN, ReplayServer, Reply, responses_stream
 
 REQUIREMENTS = [
     "arize-phoenix==20.*",
@@ -158,3 +161,64 @@ def test_langchain_stream_and_llamaindex_stream_chat_in_phoenix(phoenix: Phoenix
     metadata = {k.removeprefix("metadata."): v for k, v in llm["attributes"].items()
                 if k.startswith("metadata.")}
     assert metadata["code_interpreter_count"] == 1 and metadata["request_id"]
+
+
+#: streams a LangChain chain and a LlamaIndex ``stream_chat`` over the Responses protocol,
+#: exporting to Phoenix (argv: base_url, OTLP endpoint, project prefix)
+RESPONSES_SCRIPT = """
+import sys
+from _trace import provider
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from llama_index.core.llms import ChatMessage
+from openinference.instrumentation.langchain import LangChainInstrumentor
+from openinference.instrumentation.llama_index import LlamaIndexInstrumentor
+from langchain_qwen_ci import ChatQwenCodeInterpreter
+from llamaindex_qwen_ci import QwenCodeInterpreter
+
+url, otlp, prefix = sys.argv[1:4]
+lc_provider, _ = provider(otlp, prefix + "-langchain")
+LangChainInstrumentor().instrument(tracer_provider=lc_provider)
+llm = ChatQwenCodeInterpreter(base_url=url, api_key="sk-local", model="qwen3.5-plus")
+chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | llm | StrOutputParser()
+print("langchain:", "".join(chain.stream({"q": "123的21次方是多少？"})))
+LangChainInstrumentor().uninstrument()
+li_provider, _ = provider(otlp, prefix + "-llamaindex")
+LlamaIndexInstrumentor().instrument(tracer_provider=li_provider)
+li = QwenCodeInterpreter(base_url=url, api_key="sk-local", model="qwen3.5-plus")
+*_, last = li.stream_chat([ChatMessage(role="user", content="123的21次方是多少？")])
+print("llamaindex:", last.message.content)
+lc_provider.force_flush()
+li_provider.force_flush()
+"""
+
+
+def run_responses_script(phoenix: Phoenix, base_url: str, prefix: str) -> str:
+    """Run :data:`RESPONSES_SCRIPT` in Phoenix's side venv, with this worktree's code first
+    on the path (the side venv's installed copy is refreshed only when pyproject changes)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DASHSCOPE_", "VIRTUAL_ENV", "PYTHONPATH"))}
+    env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{ROOT / 'examples'}"
+    done = subprocess.run(
+        [str(phoenix.python), "-c", RESPONSES_SCRIPT, base_url, f"{phoenix.url}/v1/traces",
+         prefix], capture_output=True, text=True, timeout=180, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.timeout(900)
+def test_responses_tool_step_shows_code_and_output_in_phoenix(phoenix: Phoenix) -> None:
+    with ReplayServer() as server:
+        server.default = Reply(responses_stream(RESP_ONE_RUN))
+        out = run_responses_script(phoenix, server.base_url, "responses")
+        assert all(r.path == "/compatible-mode/v1/responses" for r in server.requests)
+        assert len(server.requests) == 2
+    assert out.count("77269364466549865653073473388030061522211723") == 2
+    for project, llm_name in (("responses-langchain", "ChatQwenCodeInterpreter"),
+                              ("responses-llamaindex", "QwenCodeInterpreter.stream_chat")):
+        spans = phoenix.spans(project, count=2)
+        (llm,) = by_kind(spans, "LLM")
+        assert llm["name"] == llm_name
+        check_tools(spans, llm, [RESP_CODE])
+        (tool,) = by_kind(spans, "TOOL")
+        assert attr(tool, "output.value") == RESP_LOGS  # what the code printed

@@ -195,8 +195,9 @@ def test_search_info_surfaces_once(server: ReplayServer) -> None:
 
 def test_fields_and_call_arguments_reach_the_wire(server: ReplayServer) -> None:
     server.default = Reply(native_stream([{"content": "ok", "finish": "stop"}]))
-    llm = model(server, temperature=0.3, top_p=0.8, max_tokens=99, seed=5, stop=["END"],
-                thinking_budget=400, extra_body={"search_options": {"a": 1, "b": 2}},
+    llm = model(server, protocol="dashscope", temperature=0.3, top_p=0.8, max_tokens=99,
+                seed=5, stop=["END"], thinking_budget=400,
+                extra_body={"search_options": {"a": 1, "b": 2}},
                 default_headers={"X-App": "demo"})
     llm.invoke("q")
     params = server.requests[0].json["parameters"]
@@ -252,7 +253,8 @@ def test_image_blocks_for_multimodal_models(server: ReplayServer) -> None:
         {"type": "image", "base64": "AAAA", "mime_type": "image/jpeg"},
         {"type": "image_url", "image_url": {"url": "https://example.com/dog.png"}},
     ])
-    assert model(server, model="qwen3.5-plus").invoke([msg]).content == "a cat"
+    llm = model(server, model="qwen3.5-plus", protocol="dashscope")
+    assert llm.invoke([msg]).content == "a cat"
     assert server.requests[0].json["input"]["messages"][0]["content"] == [
         {"text": "What is it?"}, {"image": "https://example.com/cat.png"},
         {"image": "data:image/jpeg;base64,AAAA"}, {"image": "https://example.com/dog.png"}]

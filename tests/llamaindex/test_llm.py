@@ -261,8 +261,9 @@ def test_search_info_surfaces_in_the_message(server: ReplayServer) -> None:
 
 def test_fields_and_call_arguments_reach_the_wire(server: ReplayServer) -> None:
     server.default = Reply(OK)
-    llm = make_llm(server, temperature=0.3, top_p=0.8, max_tokens=99, seed=5, stop=["END"],
-                   thinking_budget=400, extra_body={"search_options": {"a": 1, "b": 2}},
+    llm = make_llm(server, protocol="dashscope", temperature=0.3, top_p=0.8, max_tokens=99,
+                   seed=5, stop=["END"], thinking_budget=400,
+                   extra_body={"search_options": {"a": 1, "b": 2}},
                    default_headers={"X-App": "demo"})
     llm.chat(user("q"))
     assert server.requests[0].json["parameters"] == {
@@ -324,7 +325,7 @@ def test_image_blocks_for_multimodal_models(server: ReplayServer, tmp_path: Path
         ImageBlock(image=b"abc", image_mimetype="image/jpeg"),
         ImageBlock(path=picture),
     ])
-    response = make_llm(server, model="qwen3.5-plus").chat([message])
+    response = make_llm(server, model="qwen3.5-plus", protocol="dashscope").chat([message])
     assert response.message.content == "a cat"
     assert server.requests[0].json["input"]["messages"][0]["content"] == [
         {"text": "What is it?"}, {"image": "https://example.com/cat.png"},
@@ -339,7 +340,7 @@ def test_image_block_from_a_file_object(server: ReplayServer) -> None:
         pytest.skip(f"this llama-index-core's ImageBlock takes no file object: {exc}")
     server.default = Reply(native_stream([{"content": [{"text": "a gif"}], "finish": "stop"}]))
     message = ChatMessage(role="user", blocks=[TextBlock(text="What is it?"), block])
-    make_llm(server, model="qwen3.5-plus").chat([message])
+    make_llm(server, model="qwen3.5-plus", protocol="dashscope").chat([message])
     assert server.requests[0].json["input"]["messages"][0]["content"] == [
         {"text": "What is it?"}, {"image": "data:image/gif;base64,YWJjZA=="}]
 
