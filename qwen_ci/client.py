@@ -136,6 +136,7 @@ class _Base:
             "url": self.base_url + request.path,
             "content": json.dumps(request.body, ensure_ascii=False).encode(),
             "headers": self._headers[request.protocol],
+            "timeout": self._httpx_timeout(),  # also on an http_client passed in
         }
 
     @staticmethod
@@ -212,8 +213,21 @@ def _finish(decoder: SSEDecoder, parser: Parser) -> Iterator[Event]:
     parser.end()
 
 
+def _check_http_client(value: object, expected: type, name: str) -> None:
+    if value is not None and not isinstance(value, expected):
+        raise InvalidRequestError(
+            f"{name} must be an httpx.{expected.__name__}, not {type(value).__name__}: sync "
+            "calls take an httpx.Client (http_client), async calls an httpx.AsyncClient "
+            "(http_async_client on a Session or a framework model)."
+        )
+
+
 class Client(_Base):
     """Synchronous client with its own connection pool, for both protocols.
+
+    ``http_client`` (an ``httpx.Client``: proxies, mTLS, a custom CA, a test transport)
+    is used for every request instead of a pool of the client's own; it stays yours to
+    close, and several clients may share it.
 
     Example:
         >>> from qwen_ci import Client, Options, build
@@ -223,11 +237,15 @@ class Client(_Base):
         ...     print(event)
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, http_client: httpx.Client | None = None, **kwargs: Any) -> None:
+        _check_http_client(http_client, httpx.Client, "http_client")
         super().__init__(**kwargs)
+        self._given = http_client
         self._http: httpx.Client | None = None
 
     def _pool(self) -> httpx.Client:
+        if self._given is not None:
+            return self._given
         if self._http is None:
             self._http = httpx.Client(timeout=self._httpx_timeout())
         return self._http
@@ -262,7 +280,8 @@ class Client(_Base):
 
     @property
     def closed(self) -> bool:
-        """True when no connection pool is open."""
+        """True when no connection pool of the client's own is open (an ``http_client``
+        passed in is never closed here)."""
         return self._http is None or self._http.is_closed
 
     def close(self) -> None:
@@ -281,6 +300,9 @@ class Client(_Base):
 class AsyncClient(_Base):
     """Asynchronous client with its own connection pool (bound to one event loop).
 
+    ``http_client`` (an ``httpx.AsyncClient``) is used for every request instead; it
+    stays yours to close.
+
     Example:
         >>> import asyncio
         >>> from qwen_ci import AsyncClient, Options, build
@@ -292,11 +314,15 @@ class AsyncClient(_Base):
         >>> asyncio.run(main())  # doctest: +SKIP
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, http_client: httpx.AsyncClient | None = None, **kwargs: Any) -> None:
+        _check_http_client(http_client, httpx.AsyncClient, "http_client")
         super().__init__(**kwargs)
+        self._given = http_client
         self._http: httpx.AsyncClient | None = None
 
     def _pool(self) -> httpx.AsyncClient:
+        if self._given is not None:
+            return self._given
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=self._httpx_timeout())
         return self._http
@@ -334,7 +360,8 @@ class AsyncClient(_Base):
 
     @property
     def closed(self) -> bool:
-        """True when no connection pool is open."""
+        """True when no connection pool of the client's own is open (an ``http_client``
+        passed in is never closed here)."""
         return self._http is None or self._http.is_closed
 
     async def aclose(self) -> None:

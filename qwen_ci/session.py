@@ -11,6 +11,11 @@ A framework model (LangChain or LlamaIndex, pydantic, mutable, copied with
   instance, copies included, has its own; when an instance's transport settings change,
   the replaced session is closed as soon as its streams are done; when the instance is
   garbage-collected, its session is closed too.
+
+An async pool belongs to one event loop: it is closed when its loop shuts down
+(``asyncio.run`` ends, or anything else calling ``loop.shutdown_asyncgens()``), so a
+worker running ``asyncio.run`` per job on one model keeps nothing per job. Instances given
+the same ``http_client`` / ``http_async_client`` share that pool; it is never closed here.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import asyncio
 import hashlib
 import threading
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from typing import Any
+
+import httpx
 
 from qwen_ci.client import DEFAULT_MAX_RETRIES, AsyncClient, Client
 from qwen_ci.errors import InvalidRequestError
@@ -29,7 +36,15 @@ from qwen_ci.request import SERVICE_OPTIONS, Options, WireRequest, check_no_tool
 
 #: settings of a framework model that shape its connection pool (same names in both
 #: adapters; the API key is passed on its own)
-TRANSPORT_FIELDS = ("base_url", "region", "timeout", "max_retries", "default_headers")
+TRANSPORT_FIELDS = (
+    "base_url",
+    "region",
+    "timeout",
+    "max_retries",
+    "default_headers",
+    "http_client",
+    "http_async_client",
+)
 
 #: per-call arguments a framework call may pass
 CALL_OPTIONS = frozenset({"model", *SERVICE_OPTIONS})
@@ -71,7 +86,9 @@ def call_options(
 
 class Session:
     """The connection pools of one model instance: one sync client, and one async client
-    per event loop (an ``httpx.AsyncClient`` must not be shared between loops).
+    per event loop (an ``httpx.AsyncClient`` must not be shared between loops), closed
+    when that loop shuts down. ``http_client`` / ``http_async_client`` replace the pools
+    and stay the caller's (the async one is then used on every loop).
 
     Example:
         >>> from qwen_ci.request import build
@@ -90,7 +107,11 @@ class Session:
         timeout: float | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         default_headers: Mapping[str, str] | None = None,
+        http_client: httpx.Client | None = None,
+        http_async_client: httpx.AsyncClient | None = None,
     ) -> None:
+        self._http_client = http_client
+        self._http_async_client = http_async_client
         self._client_args: dict[str, Any] = {
             "api_key": api_key,
             "base_url": base_url,
@@ -103,7 +124,14 @@ class Session:
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
-        self._lock = threading.Lock()
+        # per loop, a started async generator whose ``finally`` closes that loop's pool:
+        # loop.shutdown_asyncgens() (asyncio.run does it) runs it while the loop still runs
+        self._guards: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, AsyncGenerator[None, None]
+        ] = weakref.WeakKeyDictionary()
+        # reentrant: a garbage-collection pass may retire a session (the finalizer of its
+        # dropped model) on a thread that is inside this session's lock
+        self._lock = threading.RLock()
         self._active = 0
         self._retired = False
         self._closing: set[asyncio.Task[None]] = set()
@@ -115,18 +143,41 @@ class Session:
         """The sync client (created on first use; raises if the key is missing)."""
         with self._lock:
             if self._client is None:
-                self._client = Client(**self._client_args)
+                self._client = Client(http_client=self._http_client, **self._client_args)
             return self._client
 
     def aclient(self) -> AsyncClient:
-        """The async client of the running event loop."""
+        """The async client of the running event loop (closed when the loop shuts down)."""
         loop = asyncio.get_running_loop()
         with self._lock:
             client = self._aclients.get(loop)
-            if client is None:
-                client = AsyncClient(**self._client_args)
-                self._aclients[loop] = client
-            return client
+            if client is not None:
+                return client
+            for other in [other for other in self._aclients if other.is_closed()]:
+                # closed without shutdown_asyncgens(): nothing can close these pools
+                # cleanly any more; dropping them lets the sockets be collected
+                self._aclients.pop(other, None)
+                self._guards.pop(other, None)
+            client = AsyncClient(http_client=self._http_async_client, **self._client_args)
+            guard = self._guard(loop, client)
+            self._aclients[loop] = client
+            self._guards[loop] = guard
+        _start(guard)
+        return client
+
+    async def _guard(
+        self, loop: asyncio.AbstractEventLoop, client: AsyncClient
+    ) -> AsyncGenerator[None, None]:
+        """Suspended until its loop shuts down (or the pool is closed early), then
+        closes ``client`` on that loop."""
+        try:
+            yield
+        finally:
+            with self._lock:
+                if self._aclients.get(loop) is client:
+                    del self._aclients[loop]
+                self._guards.pop(loop, None)
+            await client.aclose()
 
     def stream(self, request: WireRequest) -> Iterator[Event]:
         """Stream ``request``'s events on the sync pool."""
@@ -145,6 +196,7 @@ class Session:
         finally:
             if self._leave():
                 self.close()
+                client.close()  # retired before this stream started: it reopened a pool
 
     async def _atracked(self, client: AsyncClient, request: WireRequest) -> AsyncIterator[Event]:
         self._enter()
@@ -154,6 +206,8 @@ class Session:
         finally:
             if self._leave():
                 await self.aclose()
+                await client.aclose()
+                self._close_async_pools()  # other loops' pools, on their loops
 
     def _enter(self) -> None:
         with self._lock:
@@ -173,14 +227,17 @@ class Session:
         )
 
     def retire(self) -> None:
-        """The model no longer uses this session: close it now, or after its last stream."""
+        """The model no longer uses this session: close it now, or after its last stream.
+
+        Safe inside a garbage-collection pass (it takes no lock a thread may be waiting on).
+        """
         with self._lock:
             self._retired = True
             busy = self._active > 0
         if busy:
             return
         self.close()
-        self._close_async_here()
+        self._close_async_pools()
 
     def close(self) -> None:
         """Close the sync pool (async pools close with :meth:`aclose` on their loop)."""
@@ -195,25 +252,48 @@ class Session:
         loop = asyncio.get_running_loop()
         with self._lock:
             client = self._aclients.pop(loop, None)
+            guard = self._guards.pop(loop, None)
+        if guard is not None:
+            await guard.aclose()
         if client is not None:
             await client.aclose()
 
-    def _close_async_here(self) -> None:
-        """Schedule closing the running loop's async pool, when called inside one.
-
-        Pools of other loops cannot be closed from here; they close with their loop's
-        garbage.
-        """
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
+    def _close_async_pools(self) -> None:
+        """Close every loop's async pool on its own loop: scheduled on loops that are open
+        (the running one included); a loop that never runs again closes its pool when it
+        shuts down."""
         with self._lock:
-            client = self._aclients.pop(loop, None)
-        if client is not None and not loop.is_closed():
-            task = loop.create_task(client.aclose())
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            guards = list(self._guards.items())
+            self._guards.clear()
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for loop, guard in guards:
+            if loop.is_closed():
+                continue
+            if loop is running:
+                task = loop.create_task(guard.aclose())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+            else:
+                loop.call_soon_threadsafe(self._close_on_loop, guard)
+
+    def _close_on_loop(self, guard: AsyncGenerator[None, None]) -> None:
+        task = asyncio.get_running_loop().create_task(guard.aclose())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+
+def _start(guard: AsyncGenerator[None, None]) -> None:
+    """Run ``guard`` to its ``yield`` without awaiting: starting it registers it with
+    the running loop (the asyncgen hooks), whose shutdown_asyncgens() will close it."""
+    step = guard.asend(None)
+    try:
+        step.send(None)
+    except StopIteration:
+        return
+    raise RuntimeError("the pool guard did not stop at its yield")  # pragma: no cover
 
 
 class _Slot:
@@ -236,8 +316,11 @@ _slots_lock = threading.Lock()
 
 
 def _forget(owner_id: int) -> None:
-    with _slots_lock:
-        slot = _slots.pop(owner_id, None)
+    """The finalizer of a model instance. It may run inside any garbage-collection pass,
+    on a thread that holds ``_slots_lock`` (``session_for`` allocating): so it takes no
+    lock. ``dict.pop`` is atomic, and the id of a dying object is not reused before its
+    finalizer has run, so no other thread can be using this entry."""
+    slot = _slots.pop(owner_id, None)
     if slot is not None:
         slot.retire()
 
@@ -281,6 +364,8 @@ def session_for(owner: object, api_key: str | None, transport: Mapping[str, Any]
             timeout=get("timeout"),
             max_retries=get("max_retries", DEFAULT_MAX_RETRIES),
             default_headers=get("default_headers"),
+            http_client=get("http_client"),
+            http_async_client=get("http_async_client"),
         )
         slot.key = key
         session = slot.session
