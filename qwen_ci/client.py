@@ -10,8 +10,10 @@ output: a retry after output started would bill twice and run the code twice.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
@@ -85,6 +87,13 @@ DEFAULT_MAX_RETRIES = 2
 _USER_AGENT = f"qwen-code-interpreter/{__version__}"
 
 Parser = DashScopeParser | OpenAICompatParser
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every pool of our own: httpx builds one per client otherwise
+    (the CA bundle loaded again, about 20 ms and a few hundred kB each)."""
+    return httpx.create_ssl_context()
 
 
 class _Base:
@@ -247,7 +256,7 @@ class Client(_Base):
         if self._given is not None:
             return self._given
         if self._http is None:
-            self._http = httpx.Client(timeout=self._httpx_timeout())
+            self._http = httpx.Client(timeout=self._httpx_timeout(), verify=_tls())
         return self._http
 
     def stream(self, request: WireRequest) -> Iterator[Event]:
@@ -324,7 +333,7 @@ class AsyncClient(_Base):
         if self._given is not None:
             return self._given
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self._httpx_timeout())
+            self._http = httpx.AsyncClient(timeout=self._httpx_timeout(), verify=_tls())
         return self._http
 
     async def stream(self, request: WireRequest) -> AsyncIterator[Event]:
