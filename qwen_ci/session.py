@@ -7,10 +7,11 @@ A framework model (LangChain or LlamaIndex, pydantic, mutable, copied with
   the model's fields (:data:`~qwen_ci.request.SERVICE_OPTIONS`) and the call's arguments.
   Nothing about them is cached, so a copy with another temperature just works.
 - :func:`session_for`: the :class:`Session` (connection pools) of this model instance,
-  cached on the transport settings only (:data:`TRANSPORT_FIELDS` and the key). Each
-  instance, copies included, has its own; when an instance's transport settings change,
-  the replaced session is closed as soon as its streams are done; when the instance is
-  garbage-collected, its session is closed too.
+  cached on the transport settings only (:data:`TRANSPORT_FIELDS` and the key).
+  Instances with the same settings, copies included, share one (as langchain-openai's
+  instances share their default httpx client); when an instance's transport settings
+  change it moves to another; a session no live instance uses is closed as soon as its
+  streams are done.
 
 An async pool belongs to one event loop: it is closed when its loop shuts down
 (``asyncio.run`` ends, or anything else calling ``loop.shutdown_asyncgens()``), so a
@@ -24,6 +25,7 @@ import asyncio
 import hashlib
 import threading
 import weakref
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from typing import Any
 
@@ -85,9 +87,9 @@ def call_options(
 
 
 class Session:
-    """The connection pools of one model instance: one sync client, and one async client
-    per event loop (an ``httpx.AsyncClient`` must not be shared between loops), closed
-    when that loop shuts down. ``http_client`` / ``http_async_client`` replace the pools
+    """The connection pools of the model instances with one set of transport settings:
+    one sync client, and one async client per event loop (an ``httpx.AsyncClient`` must
+    not be shared between loops), closed when that loop shuts down. ``http_client`` / ``http_async_client`` replace the pools
     and stay the caller's (the async one is then used on every loop).
 
     Example:
@@ -299,48 +301,83 @@ def _start(guard: AsyncGenerator[None, None]) -> None:
 class _Slot:
     """The current session of one model instance and the settings it was built for."""
 
-    __slots__ = ("key", "session")
+    __slots__ = ("key", "owner", "session")
 
-    def __init__(self) -> None:
+    def __init__(self, owner: object) -> None:
+        self.owner = weakref.ref(owner)
         self.key: tuple[Any, ...] | None = None
         self.session: Session | None = None
 
-    def retire(self) -> None:
-        if self.session is not None:
-            self.session.retire()
-            self.session = None
 
-
-_slots: dict[int, _Slot] = {}
+_slots: dict[int, _Slot] = {}  # model instance id -> its slot
+_shared: dict[tuple[Any, ...], tuple[Session, int]] = {}  # settings -> session, owners
 _slots_lock = threading.Lock()
+# slots of collected models, queued by their finalizer: it may run inside any garbage-
+# collection pass, on a thread holding _slots_lock (session_for allocating), so it never
+# waits for the lock. Whoever holds the lock empties the queue, before its work and after
+# releasing it (the finalizer empties it itself when the lock is free).
+_dropped: deque[tuple[int, _Slot]] = deque()
 
 
-def _forget(owner_id: int) -> None:
-    """The finalizer of a model instance. It may run inside any garbage-collection pass,
-    on a thread that holds ``_slots_lock`` (``session_for`` allocating): so it takes no
-    lock. ``dict.pop`` is atomic, and the id of a dying object is not reused before its
-    finalizer has run, so no other thread can be using this entry."""
-    slot = _slots.pop(owner_id, None)
-    if slot is not None:
-        slot.retire()
+def _forget(owner_id: int, slot: _Slot) -> None:
+    _dropped.append((owner_id, slot))  # atomic; takes no lock
+    if _slots_lock.acquire(blocking=False):
+        _release_and_reap()
+
+
+def _release_and_reap() -> None:
+    """Empty the finalizers' queue (called holding ``_slots_lock``, which it releases),
+    then retire the sessions no instance uses any more, outside the lock."""
+    while True:
+        unused = _reap()
+        _slots_lock.release()
+        for session in unused:
+            session.retire()
+        # a finalizer that found the lock taken left its slot for the holder: look again
+        if not _dropped or not _slots_lock.acquire(blocking=False):
+            return
+
+
+def _reap() -> list[Session]:
+    unused: list[Session] = []
+    while _dropped:
+        owner_id, slot = _dropped.popleft()
+        if _slots.get(owner_id) is slot:
+            del _slots[owner_id]
+        unused += _unuse(slot)
+    return unused
+
+
+def _unuse(slot: _Slot) -> list[Session]:
+    """Take ``slot`` off its session; the session if no instance uses it any more."""
+    key, slot.key, slot.session = slot.key, None, None
+    if key is None or key not in _shared:
+        return []
+    session, owners = _shared[key]
+    if owners > 1:
+        _shared[key] = (session, owners - 1)
+        return []
+    del _shared[key]
+    return [session]
 
 
 def session_for(owner: object, api_key: str | None, transport: Mapping[str, Any]) -> Session:
     """The session of the model instance ``owner`` for its current transport settings.
 
-    ``transport`` holds the :data:`TRANSPORT_FIELDS` values by name. Sessions are kept per
-    instance (by identity, so ``model_copy`` results get their own), rebuilt only when
-    the transport settings or the key change (the replaced one is retired), and retired
-    when ``owner`` is garbage-collected.
+    ``transport`` holds the :data:`TRANSPORT_FIELDS` values by name. Instances with the same
+    settings and key share one session (copies made with ``model_copy`` included: their
+    sampling options are built per call and shared by nothing); an instance whose
+    settings change moves to another, and a session no live instance uses any more is
+    retired (closed once its streams are done).
 
     Example:
         >>> class Model:  # any object with an identity: a pydantic model, for instance
         ...     pass
         >>> model = Model()
         >>> first = session_for(model, "sk-...", {"timeout": 30.0})
-        >>> first is session_for(model, "sk-...", {"timeout": 30.0})
+        >>> first is session_for(Model(), "sk-...", {"timeout": 30.0})  # same settings
         True
-        >>> first is session_for(Model(), "sk-...", {"timeout": 30.0})  # another instance
+        >>> first is session_for(Model(), "sk-...", {"timeout": 60.0})
         False
     """
     key = (
@@ -348,27 +385,38 @@ def session_for(owner: object, api_key: str | None, transport: Mapping[str, Any]
         repr(sorted(transport.items())),
     )
     owner_id = id(owner)
-    with _slots_lock:
+    unused: list[Session] = []
+    _slots_lock.acquire()
+    try:
+        unused += _reap()
         slot = _slots.get(owner_id)
+        if slot is not None and slot.owner() is not owner:  # an id reused (belt and braces)
+            unused += _unuse(slot)
+            slot = None
         if slot is None:
-            slot = _slots[owner_id] = _Slot()
-            weakref.finalize(owner, _forget, owner_id)
+            slot = _slots[owner_id] = _Slot(owner)
+            weakref.finalize(owner, _forget, owner_id, slot)
         if slot.session is not None and slot.key == key:
             return slot.session
-        replaced, slot.session = slot.session, None
-        get = transport.get
-        slot.session = Session(
-            api_key=api_key,
-            base_url=get("base_url"),
-            region=get("region"),
-            timeout=get("timeout"),
-            max_retries=get("max_retries", DEFAULT_MAX_RETRIES),
-            default_headers=get("default_headers"),
-            http_client=get("http_client"),
-            http_async_client=get("http_async_client"),
-        )
-        slot.key = key
-        session = slot.session
-    if replaced is not None:
-        replaced.retire()
-    return session
+        unused += _unuse(slot)
+        if key in _shared:
+            session, owners = _shared[key]
+        else:
+            get = transport.get
+            session, owners = Session(
+                api_key=api_key,
+                base_url=get("base_url"),
+                region=get("region"),
+                timeout=get("timeout"),
+                max_retries=get("max_retries", DEFAULT_MAX_RETRIES),
+                default_headers=get("default_headers"),
+                http_client=get("http_client"),
+                http_async_client=get("http_async_client"),
+            ), 0
+        _shared[key] = (session, owners + 1)
+        slot.key, slot.session = key, session
+        return session
+    finally:
+        _release_and_reap()
+        for replaced in unused:
+            replaced.retire()

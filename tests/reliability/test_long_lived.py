@@ -188,3 +188,23 @@ async def test_a_llamaindex_model_collected_before_its_async_stream_is_read(
         del stream
         gc.collect()
     assert resource_warnings(caught) == []
+
+
+# ---------------------------------------------------------------- shared pools
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_instances_with_the_same_settings_share_one_pool(answering: ReplayServer,
+                                                               kind: str) -> None:
+    base = make(kind, answering)
+    assert call(base) == "42" and await acall(base) == "42"  # the pools live as long as it
+    for i in range(10):  # a copy per request (LangGraph's configurable fields do this)
+        copy = base.model_copy(update={"temperature": i / 10})
+        assert call(copy) == "42" and await acall(copy) == "42"
+        assert call(make(kind, answering, temperature=0.5)) == "42"  # a new instance
+    assert answering.connections == 2  # one sync, one async: all warm
+    other = make(kind, answering, timeout=30.0)  # other transport settings: its own pool
+    assert call(other) == "42"
+    assert answering.connections == 3
+    assert other._get_session() is not base._get_session()
+    assert base.model_copy()._get_session() is base._get_session()
