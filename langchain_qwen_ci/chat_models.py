@@ -85,6 +85,7 @@ class ChatQwenCodeInterpreter(BaseChatModel):
         temperature, top_p, max_tokens, seed, stop, thinking_budget: sampling.
         timeout, max_retries: per read timeout in seconds; retries before output.
         extra_body: more service parameters, deep-merged into the request.
+        http_client, http_async_client: your own ``httpx`` clients (proxy, mTLS, CA).
 
     Instantiate:
         .. code-block:: python

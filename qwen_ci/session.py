@@ -89,8 +89,9 @@ def call_options(
 class Session:
     """The connection pools of the model instances with one set of transport settings:
     one sync client, and one async client per event loop (an ``httpx.AsyncClient`` must
-    not be shared between loops), closed when that loop shuts down. ``http_client`` / ``http_async_client`` replace the pools
-    and stay the caller's (the async one is then used on every loop).
+    not be shared between loops), closed when that loop shuts down. ``http_client`` /
+    ``http_async_client`` replace the pools and stay the caller's (the async one is then
+    used on every loop).
 
     Example:
         >>> from qwen_ci.request import build

@@ -5,7 +5,7 @@ threads and resident memory are counted before and after and must stay flat.
 Patterns: a new event loop per job (``asyncio.run`` per job on one model); a
 ``model_copy`` per request, with some requests failing and their exceptions kept alive;
 instances dropped in the middle of their stream; async streams cancelled mid-way; threads
-sharing one model. ``CLIENT_SOAK_CALLS`` sets the calls per pattern (``make soak``: 2000).
+sharing one model. ``CLIENT_SOAK_CALLS`` sets the calls per pattern (500 by default).
 """
 
 from __future__ import annotations
