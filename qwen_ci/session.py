@@ -199,7 +199,7 @@ class Session:
         finally:
             if self._leave():
                 self.close()
-                client.close()  # retired before this stream started: it reopened a pool
+                client.close()  # if retired before this stream began, it reopened a pool
 
     async def _atracked(self, client: AsyncClient, request: WireRequest) -> AsyncIterator[Event]:
         self._enter()
@@ -232,7 +232,8 @@ class Session:
     def retire(self) -> None:
         """The model no longer uses this session: close it now, or after its last stream.
 
-        Safe inside a garbage-collection pass (it takes no lock a thread may be waiting on).
+        Safe inside a garbage-collection pass on a thread already inside this session
+        (its lock is reentrant).
         """
         with self._lock:
             self._retired = True
