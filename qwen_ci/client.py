@@ -91,8 +91,8 @@ Parser = DashScopeParser | OpenAICompatParser
 
 @functools.cache
 def _tls() -> ssl.SSLContext:
-    """One TLS context for every pool of our own: httpx builds one per client otherwise
-    (the CA bundle loaded again, about 20 ms and a few hundred kB each)."""
+    """One TLS context for every pool of our own: httpx otherwise builds one per client,
+    loading the CA bundle again each time (a new event loop or model copy would pay it)."""
     return httpx.create_ssl_context()
 
 

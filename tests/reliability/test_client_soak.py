@@ -38,7 +38,7 @@ ANSWER = native_stream([{"reasoning": "think "}] * 10 + [{"content": "4"}, {"con
 REFUSED = Reply([b'{"code":"InvalidParameter","message":"refused","request_id":"rid-400"}'],
                 status=400, headers={"Content-Type": "application/json"})
 #: growth allowed over a whole run (the baseline is taken after a warm-up round)
-FDS, THREADS, RSS_MB = 4, 2, 24.0
+FDS, THREADS, RSS_MB = 4, 2, 16.0
 
 
 def reply(request: Recorded) -> Reply:
