@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
+import httpx
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
@@ -90,6 +91,7 @@ class ChatQwenCodeInterpreter(BaseChatModel):
         temperature, top_p, max_tokens, seed, stop, thinking_budget: sampling.
         timeout, max_retries: per read timeout in seconds; retries before output.
         extra_body: more service parameters, deep-merged into the request.
+        http_client, http_async_client: your own ``httpx`` clients (proxy, mTLS, CA).
 
     Instantiate:
         .. code-block:: python
@@ -154,6 +156,12 @@ class ChatQwenCodeInterpreter(BaseChatModel):
     extra_body: dict[str, Any] | None = None
     """More service parameters; for the native protocol they go into ``parameters``."""
     default_headers: dict[str, str] | None = None
+    http_client: httpx.Client | None = Field(default=None, exclude=True)
+    """An ``httpx.Client`` for every sync call (proxies, mTLS, a custom CA, a test
+    transport), in place of the model's own pool; yours to close. Models given the same
+    client share its pool."""
+    http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True)
+    """The same for async calls: an ``httpx.AsyncClient``, used on every event loop."""
     streaming: bool = False
     """Accepted for compatibility; the service always streams."""
     trace_code_runs: bool = True

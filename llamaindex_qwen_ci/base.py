@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from io import IOBase
 from typing import TYPE_CHECKING, Any, Literal
 
+import httpx
 from llama_index.core.base.llms.types import (
     CachePoint,
     ChatMessage,
@@ -146,6 +147,18 @@ class QwenCodeInterpreter(LLM):
         description="More service parameters, deep-merged (per-call values win).",
     )
     default_headers: dict[str, str] | None = None
+    http_client: httpx.Client | None = Field(
+        default=None,
+        exclude=True,
+        description="An httpx.Client for every sync call (proxies, mTLS, a custom CA, a test "
+        "transport) in place of the model's own pool; yours to close. Models given the same "
+        "client share its pool.",
+    )
+    http_async_client: httpx.AsyncClient | None = Field(
+        default=None,
+        exclude=True,
+        description="The same for async calls: an httpx.AsyncClient, used on every event loop.",
+    )
     emit_code_events: bool = Field(
         default=False,
         description="Dispatch a CodeInterpreterRunEvent per run, on the call's span (opt-in: "

@@ -10,8 +10,10 @@ output: a retry after output started would bill twice and run the code twice.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
@@ -88,6 +90,13 @@ _USER_AGENT = f"qwen-code-interpreter/{__version__}"
 Parser = DashScopeParser | OpenAICompatParser | ResponsesParser
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every pool of our own: httpx otherwise builds one per client,
+    loading the CA bundle again each time (a new event loop or model copy would pay it)."""
+    return httpx.create_ssl_context()
+
+
 class _Base:
     """Configuration shared by the sync and async clients."""
 
@@ -138,6 +147,7 @@ class _Base:
             "url": self.base_url + request.path,
             "content": json.dumps(request.body, ensure_ascii=False).encode(),
             "headers": self._headers[request.protocol],
+            "timeout": self._httpx_timeout(),  # also on an http_client passed in
         }
 
     @staticmethod
@@ -216,8 +226,21 @@ def _finish(decoder: SSEDecoder, parser: Parser) -> Iterator[Event]:
     parser.end()
 
 
+def _check_http_client(value: object, expected: type, name: str) -> None:
+    if value is not None and not isinstance(value, expected):
+        raise InvalidRequestError(
+            f"{name} must be an httpx.{expected.__name__}, not {type(value).__name__}: sync "
+            "calls take an httpx.Client (http_client), async calls an httpx.AsyncClient "
+            "(http_async_client on a Session or a framework model)."
+        )
+
+
 class Client(_Base):
     """Synchronous client with its own connection pool, for both protocols.
+
+    ``http_client`` (an ``httpx.Client``: proxies, mTLS, a custom CA, a test transport)
+    is used for every request instead of a pool of the client's own; it stays yours to
+    close, and several clients may share it.
 
     Example:
         >>> from qwen_ci import Client, Options, build
@@ -227,13 +250,17 @@ class Client(_Base):
         ...     print(event)
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, http_client: httpx.Client | None = None, **kwargs: Any) -> None:
+        _check_http_client(http_client, httpx.Client, "http_client")
         super().__init__(**kwargs)
+        self._given = http_client
         self._http: httpx.Client | None = None
 
     def _pool(self) -> httpx.Client:
+        if self._given is not None:
+            return self._given
         if self._http is None:
-            self._http = httpx.Client(timeout=self._httpx_timeout())
+            self._http = httpx.Client(timeout=self._httpx_timeout(), verify=_tls())
         return self._http
 
     def stream(self, request: WireRequest) -> Iterator[Event]:
@@ -266,7 +293,8 @@ class Client(_Base):
 
     @property
     def closed(self) -> bool:
-        """True when no connection pool is open."""
+        """True when no connection pool of the client's own is open (an ``http_client``
+        passed in is never closed here)."""
         return self._http is None or self._http.is_closed
 
     def close(self) -> None:
@@ -285,6 +313,9 @@ class Client(_Base):
 class AsyncClient(_Base):
     """Asynchronous client with its own connection pool (bound to one event loop).
 
+    ``http_client`` (an ``httpx.AsyncClient``) is used for every request instead; it
+    stays yours to close.
+
     Example:
         >>> import asyncio
         >>> from qwen_ci import AsyncClient, Options, build
@@ -296,13 +327,17 @@ class AsyncClient(_Base):
         >>> asyncio.run(main())  # doctest: +SKIP
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, http_client: httpx.AsyncClient | None = None, **kwargs: Any) -> None:
+        _check_http_client(http_client, httpx.AsyncClient, "http_client")
         super().__init__(**kwargs)
+        self._given = http_client
         self._http: httpx.AsyncClient | None = None
 
     def _pool(self) -> httpx.AsyncClient:
+        if self._given is not None:
+            return self._given
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self._httpx_timeout())
+            self._http = httpx.AsyncClient(timeout=self._httpx_timeout(), verify=_tls())
         return self._http
 
     async def stream(self, request: WireRequest) -> AsyncIterator[Event]:
@@ -338,7 +373,8 @@ class AsyncClient(_Base):
 
     @property
     def closed(self) -> bool:
-        """True when no connection pool is open."""
+        """True when no connection pool of the client's own is open (an ``http_client``
+        passed in is never closed here)."""
         return self._http is None or self._http.is_closed
 
     async def aclose(self) -> None:

@@ -62,9 +62,12 @@ class QwenCIError(Exception):
         return text
 
     def __reduce__(self) -> tuple[Any, ...]:
+        # the state (third item) carries every attribute, set after construction included
+        # (``partial``, ``retry_after``, a hint added later): pickled errors cross processes
         return (
             _rebuild,
             (type(self), self.message, self.status, self.code, self.request_id, self.hint),
+            dict(self.__dict__),
         )
 
 

@@ -1,9 +1,9 @@
-"""Connection pools: one per model instance, cached on the transport settings only.
+"""Connection pools: shared by the model instances with the same transport settings.
 
-A model and its ``model_copy(update=...)`` copies (other sampling options) each keep their
-own warm pool: alternating calls open no new connections after warm-up, counted on the
-127.0.0.1 server. A pool whose transport settings were replaced is closed, and nothing is
-left open once the models are gone.
+A model and its ``model_copy(update=...)`` copies (other sampling options) share one warm
+pool: alternating calls open no new connections after warm-up, counted on the 127.0.0.1
+server. A pool no instance uses any more is closed, and nothing is left open once the
+models are gone.
 """
 
 from __future__ import annotations
@@ -73,23 +73,27 @@ def test_copies_keep_warm_pools_and_nothing_is_left_open(
     hot = llm.model_copy(update={"temperature": 0.9})
     budget = llm.model_copy(update={"thinking_budget": 64})
     models = [llm, hot, budget]
-    for model in models:  # warm-up: one connection each
+    for model in models:  # warm-up: one connection for the three
         assert call(model) == "42"
     warm = server.connections
-    assert warm == 3
+    assert warm == 1
     for _ in range(3):
         for model in models:
             assert call(model) == "42"
     assert server.connections == warm  # alternating calls reused the warm pools
     assert sent_temperatures(server, protocol) == [0.1, 0.9, 0.1] * 4  # options per call
-    assert server.open_connections == 3
+    assert server.open_connections == 1
 
-    llm.timeout = 30.0  # a transport setting: a new pool, and the old one is closed
+    llm.timeout = 30.0  # a transport setting: a new pool; the copies keep the old one
     assert call(llm) == "42"
     assert server.connections == warm + 1
-    assert server.wait_open_connections(3) == 3
+    assert server.wait_open_connections(2) == 2
+    del hot, budget, models, model
+    gc.collect()
+    assert server.wait_open_connections(1) == 1  # unused: closed
 
-    del llm, hot, budget, models, model
+
+    del llm
     gc.collect()
     assert server.wait_open_connections(0) == 0  # no pool left open
 
@@ -107,9 +111,9 @@ async def test_async_copies_keep_warm_pools_and_nothing_is_left_open(
     for _ in range(3):
         for model in models:
             assert await acall(model) == "42"
-    assert server.connections == warm == 2
+    assert server.connections == warm == 1
 
-    llm.max_retries = 1  # replaced: closed on this loop
+    llm.max_retries = 1  # moves to a new pool; the copy keeps the old one
     assert await acall(llm) == "42"
     assert await asyncio.to_thread(server.wait_open_connections, 2) == 2
 
