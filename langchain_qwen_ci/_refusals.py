@@ -14,7 +14,7 @@ from qwen_ci.request import NO_FUNCTION_CALLING, TOOLS_ERROR
 
 RECIPES = (
     "What works: make the interpreter a tool of an agent whose model does function "
-    "calling (the README's recipe 'Your tools and the interpreter', "
+    "calling (docs/langchain.md, 'Your tools and the interpreter'; "
     "examples/langchain_agents.py), or a text ReAct agent that describes the tools in the "
     "prompt (same example)."
 )

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from qwen_ci_server.emulator import functions
 from qwen_ci_server.emulator.config import EmulatorConfig
 from qwen_ci_server.emulator.engine import Engine, Frame
 from qwen_ci_server.emulator.faults import HEADER, Faults, parse_faults
@@ -286,8 +287,8 @@ class _Handlers:
             if faults.before is not None:
                 raise faults.before
             body = await _load(request, self.config.max_body_bytes)
+            _note(model=str(body.get("model") or "-"))
             parsed = parse_native(body, endpoint, stream, self.config.extra_models)
-            _note(model=parsed.generation.model)
         except ServiceError as error:
             return self._native_error(error, request_id, stream)
         headers = {"x-request-id": request_id, "cache-control": "no-cache"}
@@ -383,9 +384,11 @@ class _Handlers:
             faults = parse_faults(request.headers.get(HEADER) if self.config.faults else None)
             if faults.before is not None:
                 raise faults.before
-            parsed = parse_compatible(await _load(request, self.config.max_body_bytes),
-                                      self.config.extra_models)
-            _note(model=parsed.generation.model)
+            body = await _load(request, self.config.max_body_bytes)
+            _note(model=str(body.get("model") or "-"))
+            if self.config.model is None and functions.wants_functions(body):
+                return functions.response(body, request_id)  # the emulator's own FC model
+            parsed = parse_compatible(body, self.config.extra_models)
         except ServiceError as error:
             return self._compat_error(error, request_id)
         gen = parsed.generation

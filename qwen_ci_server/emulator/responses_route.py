@@ -62,9 +62,9 @@ class _Responses:
             faults = parse_faults(request.headers.get(HEADER) if config.faults else None)
             if faults.before is not None:
                 raise faults.before
-            parsed = parse_responses(await _load(request, config.max_body_bytes),
-                                     config.extra_models)
-            _note(model=parsed.generation.model)
+            body = await _load(request, config.max_body_bytes)
+            _note(model=str(body.get("model") or "-"))  # logged even when it is refused
+            parsed = parse_responses(body, config.extra_models)
         except ServiceError as error:
             return _error(error, request_id)
         renderer = ResponsesStream(parsed)

@@ -336,20 +336,90 @@ _FINDERS: tuple[Finder, ...] = (
 def find_task(text: str) -> Task | None:
     """The computation asked for in ``text``, if the scripted model fully understands it.
 
+    An arithmetic expression asked for "to N decimal places" is computed with exact
+    fractions and rounded once (half away from zero); one asked for "exactly" is computed
+    with exact fractions (with a division) or exact decimals: never a float.
+
     Example:
         >>> find_task("What is the sum of the squares of 1 to 100? Use code.").code
         'sum(n**2 for n in range(1, 100 + 1))'
         >>> find_task("What is the sum of the digits of 2**100?") is None
         True
+        >>> print(find_task("What is 2**100 divided by 7, to 5 decimal places?").code)
+        from fractions import Fraction
+        x = Fraction(2) ** 100 / Fraction(7)
+        whole, part = divmod(int(abs(x) * 10**5 + Fraction(1, 2)), 10**5)
+        print(f"{'-' * (x < 0)}{whole}.{part:05d}")
     """
     if task := find_code(text):
         return task
     if "```" in text:
         return None
+    places = _PLACES.search(text)
+    if places is not None:
+        text = text[: places.start()] + " " + text[places.end() :]
+    exact = _EXACT.search(text) is not None
     for finder in _FINDERS:
         if task := finder(text):
-            return task
+            if places is not None:
+                return _to_places(task, int(places[1] or places[2]))
+            return _exactly(task) if exact else task
     return None
+
+
+_PLACES = re.compile(
+    r"[,，]?\s*(?:rounded\s+|correct\s+)?to\s+(\d{1,2})\s+decimal\s+(?:places|digits)"
+    r"|[,，]?\s*(?:保留|精确到)(?:小数点后)?\s*(\d{1,2})\s*位小数",
+    re.IGNORECASE,
+)
+_EXACT = re.compile(r"\bexact(?:ly)?\b|精确", re.IGNORECASE)
+
+
+class _ToFraction(ast.NodeTransformer):
+    """Numbers become ``Fraction(...)``, except integer exponents."""
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        node.left = self.visit(node.left)
+        if not (isinstance(node.op, ast.Pow) and isinstance(node.right, ast.Constant)
+                and type(node.right.value) is int):
+            node.right = self.visit(node.right)
+        return node
+
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        value = node.value if type(node.value) is int else str(node.value)
+        return ast.Call(ast.Name("Fraction", ast.Load()), [ast.Constant(value)], [])
+
+
+def _fraction_expression(expr: str) -> str:
+    return ast.unparse(_ToFraction().visit(ast.parse(expr, mode="eval")))
+
+
+def _to_places(task: Task, places: int) -> Task | None:
+    """``task`` (an expression) rounded once, exactly, to ``places`` decimals."""
+    if task.kind != "expression" or places < 1:
+        return None
+    scale = f"10**{places}"
+    code = (f"from fractions import Fraction\nx = {_fraction_expression(task.code)}\n"
+            f"whole, part = divmod(int(abs(x) * {scale} + Fraction(1, 2)), {scale})\n"
+            f"print(f\"{{'-' * (x < 0)}}{{whole}}.{{part:0{places}d}}\")")
+    return Task(code, f"{task.en}, to {places} decimal places",
+                f"{task.zh}（保留{places}位小数）", "expression")
+
+
+def _exactly(task: Task) -> Task:
+    """``task`` computed without floats: exact fractions with a division, exact decimals
+    otherwise (a result that would need rounding is an error, not a rounded value)."""
+    if task.kind != "expression" or not re.search(r"\.\d|/", task.code):
+        return task
+    if "/" in task.code:
+        code = f"from fractions import Fraction\nprint({_fraction_expression(task.code)})"
+        return Task(code, f"{task.en} (exactly, as a fraction)", f"{task.zh}（精确分数）",
+                    "expression")
+    decimal = _fraction_expression(task.code).replace("Fraction(", "Decimal(")
+    code = ("from decimal import Decimal, Inexact, localcontext\n"
+            "with localcontext(prec=1000, traps=[Inexact]):\n"
+            f"    print({decimal})")
+    return Task(code, f"{task.en} (exactly)", f"{task.zh}（精确值）", "expression")
 
 
 # ---------------------------------------------------------------------- two steps

@@ -1,9 +1,10 @@
-"""docs/selfhost.md: its Python snippets run against the self-hosted server, and also the
-way tests/test_readme.py runs the README's (the section is pasted there); its commands
-use options that exist."""
+"""docs/selfhost.md: its Python snippets run against the self-hosted server (a scripted
+upstream, and the guide's offline path: the emulator's function-calling model as the
+upstream) and against a replay server; its commands use options that exist."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -11,11 +12,14 @@ from typing import Any
 
 import pytest
 
+from langchain_qwen_ci import ChatQwenCodeInterpreter
 from qwen_ci.cli import _parser
-from qwen_ci_server.selfhost import SelfHost
+from qwen_ci_server.emulator import Emulator
+from qwen_ci_server.selfhost import SelfHost, ServeConfig, UpstreamConfig
+from tests.emulator.conftest import RUNNING
 from tests.langchain.test_chat_model import TWO_RUNS
 from tests.replay import ReplayServer, Reply
-from tests.selfhost.conftest import KEY
+from tests.selfhost.conftest import KEY, LIMITS
 from tests.selfhost.upstream import FakeUpstream, stdout_of, stream, tool_outputs
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "selfhost.md"
@@ -47,18 +51,54 @@ def test_snippets_against_the_self_hosted_server(
             return stream(content=["It is ", stdout_of(outputs[-1]), "."])
         if "factorial" in body["messages"][-1]["content"]:  # the Responses example
             return stream(codes=["import math\nprint(math.factorial(20))"])
-        return stream(reasoning=["Divide exactly."], codes=["print(round(2**100 / 7, 5))"])
+        return stream(reasoning=["Divide exactly."], codes=[EXACT_CODE])
 
     upstream.reset(script)
     monkeypatch.setenv("DASHSCOPE_BASE_URL", server.base_url)
     monkeypatch.setenv("DASHSCOPE_API_KEY", KEY)
     run_snippets()
     out = capsys.readouterr().out
-    assert f"It is {round(2**100 / 7, 5)}." in out and "Divide exactly." in out
-    assert "'code': 'print(round(2**100 / 7, 5))'" in out
+    assert f"It is {EXACT}." in out and "Divide exactly." in out
+    assert "divmod((2**100 * 10**5 * 2 + 7) // 14, 10**5)" in out
     # the Responses example prints the code, the log of the server's sandbox, the answer
     assert "print(math.factorial(20)) -> 2432902008176640000" in out
     assert "It is 2432902008176640000." in out
+
+
+EXACT = "181092942889747057356671886482.28571"  # 2**100 / 7 to 5 places, not a float
+EXACT_CODE = ("whole, part = divmod((2**100 * 10**5 * 2 + 7) // 14, 10**5)  # exact, rounded\n"
+              "print(f'{whole}.{part:05d}')")
+
+
+def test_offline_path_the_emulator_as_the_upstream(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The guide's offline path: `qwen-ci serve` in front of the emulator's function-calling
+    model; the guide's example prompt gets the exact value, computed in the sandbox."""
+    bash = "\n".join(blocks("bash"))
+    upstream_url = re.search(r"--upstream-base-url (http://127\.0\.0\.1:8766\S+) "
+                             r"--upstream-model (\S+) \\\n\s+--upstream-extra-body '(.*?)'",
+                             bash)
+    assert upstream_url is not None
+    prompt = re.search(r'qwen-ci ask "([^"]+)"', bash)
+    assert prompt is not None
+    with Emulator(pool_size=0) as emulator:
+        url = upstream_url[1].replace("http://127.0.0.1:8766", emulator.base_url)
+        upstream = UpstreamConfig(url, upstream_url[2], timeout=30,
+                                  extra_body=json.loads(upstream_url[3]))
+        with SelfHost(ServeConfig(upstream, pool_size=1, limits=LIMITS)) as server:
+            RUNNING.append(server)
+            try:
+                monkeypatch.setenv("DASHSCOPE_BASE_URL", server.base_url)
+                monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-local")
+                msg = ChatQwenCodeInterpreter().invoke(prompt[1])
+                run_snippets()
+            finally:
+                RUNNING.remove(server)
+    assert msg.content.endswith(EXACT), msg.content
+    assert "Fraction(2) ** 100 / Fraction(7)" in msg.additional_kwargs["tool_info"][0][
+        "code_interpreter"]["code"]
+    out = capsys.readouterr().out
+    assert out.count(EXACT) == 1 and "I will use the code_interpreter tool" in out
 
 
 def test_snippets_run_as_the_readme_test_runs_them(monkeypatch: pytest.MonkeyPatch) -> None:
