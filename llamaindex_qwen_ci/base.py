@@ -37,6 +37,7 @@ from qwen_ci.events import CodeRun, Event, Finish, ReasoningDelta, SearchInfo, T
 from qwen_ci.request import SERVICE_OPTIONS, TOOLS_ERROR, WireRequest, build, check_no_tools
 from qwen_ci.result import Accumulator, Result, acollect, collect
 from qwen_ci.session import TRANSPORT_FIELDS, Session, call_options, session_for
+from qwen_ci.settings import check_settings
 
 if TYPE_CHECKING:
     from llama_index.core.chat_engine.types import AgentChatResponse
@@ -150,6 +151,13 @@ class QwenCodeInterpreter(LLM):
             check_no_tools(values, "the constructor")
         return values
 
+    @model_validator(mode="after")
+    def _check_settings(self) -> QwenCodeInterpreter:
+        # what every call would refuse fails here (pydantic wraps it in ValidationError)
+        check_settings(self.model, {name: getattr(self, name) for name in SERVICE_OPTIONS},
+                       self.protocol, {name: getattr(self, name) for name in TRANSPORT_FIELDS})
+        return self
+
     @classmethod
     def class_name(cls) -> str:
         return "QwenCodeInterpreter"
@@ -159,7 +167,7 @@ class QwenCodeInterpreter(LLM):
         info = model_info(self.model)
         return LLMMetadata(
             context_window=info.context_window,
-            num_output=info.max_output_tokens,
+            num_output=self.max_tokens or info.max_output_tokens,
             is_chat_model=True,
             is_function_calling_model=False,
             model_name=self.model,
@@ -420,7 +428,9 @@ def _response_kwargs(result: Result, finish: Finish) -> dict[str, Any]:
 def _chunk(event: Event, result: Result) -> ChatResponse | None:
     """The stream chunk for one event (``None`` for usage, which the last chunk carries)."""
     if isinstance(event, Finish):
-        return _response(result)
+        last = _response(result)
+        last.delta = ""  # LlamaIndex's own loops print the delta: never None
+        return last
     if isinstance(event, TextDelta):
         return ChatResponse(message=_message(result), delta=event.text)
     if isinstance(event, ReasoningDelta):

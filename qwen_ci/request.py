@@ -21,6 +21,7 @@ from qwen_ci.config import (
     Protocol,
     check_protocol,
     code_interpreter_refusal,
+    known_model_info,
     model_info,
 )
 from qwen_ci.errors import InvalidRequestError
@@ -154,6 +155,7 @@ def _check_options(opts: Options) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value <= 0):
             raise InvalidRequestError(f"{name}={value!r} must be a positive integer.")
+    _check_limits(opts)
     if opts.seed is not None and (isinstance(opts.seed, bool) or not isinstance(opts.seed, int)
                                   or opts.seed < 0):
         raise InvalidRequestError(f"seed={opts.seed!r} must be a non-negative integer.")
@@ -163,6 +165,20 @@ def _check_options(opts: Options) -> None:
         raise InvalidRequestError("stop must be a list of strings.")
     if opts.extra_body:
         _check_extra_body(opts.extra_body)
+
+
+def _check_limits(opts: Options) -> None:
+    """``max_tokens`` and ``thinking_budget`` within the model's documented limits."""
+    info = known_model_info(opts.model)
+    if info is None:
+        return  # a name the table does not know (a self-hosted model): its server decides
+    for name, limit in (("max_tokens", info.max_output_tokens),
+                        ("thinking_budget", info.max_thinking_tokens)):
+        value = getattr(opts, name)
+        if value is not None and limit is not None and value > limit:
+            raise InvalidRequestError(
+                f"{name}={value} is above {opts.model!r}'s limit of {limit}; use at most {limit}."
+            )
 
 
 def _parts(content: Any, index: int) -> list[dict[str, str]]:

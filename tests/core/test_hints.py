@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from qwen_ci import AuthenticationError, Client, InvalidRequestError, Options, build, collect
 from qwen_ci.config import MODELS
@@ -81,12 +82,18 @@ def test_langchain_and_llamaindex_refuse_it_too(server: ReplayServer) -> None:
     from langchain_qwen_ci import ChatQwenCodeInterpreter
     from llamaindex_qwen_ci import QwenCodeInterpreter
 
+    # at construction (pydantic's ValidationError, a ValueError, with the same message)
+    with pytest.raises(ValidationError, match="has no code interpreter"):
+        ChatQwenCodeInterpreter(model="qwen-plus", api_key="sk", base_url=server.base_url)
+    with pytest.raises(ValidationError, match="has no code interpreter"):
+        QwenCodeInterpreter(model="qwen-max", api_key="sk", base_url=server.base_url)
+    # a model switched after construction is refused by the call, before sending
     with pytest.raises(InvalidRequestError, match="has no code interpreter"):
-        ChatQwenCodeInterpreter(model="qwen-plus", api_key="sk", base_url=server.base_url
-                                ).invoke("2**10?")
+        ChatQwenCodeInterpreter(api_key="sk", base_url=server.base_url).model_copy(
+            update={"model_name": "qwen-plus"}).invoke("2**10?")
     with pytest.raises(InvalidRequestError, match="has no code interpreter"):
-        QwenCodeInterpreter(model="qwen-max", api_key="sk", base_url=server.base_url
-                            ).complete("2**10?")
+        QwenCodeInterpreter(api_key="sk", base_url=server.base_url).complete(
+            "2**10?", model="qwen-max")
     assert server.requests == []
 
 
