@@ -92,6 +92,6 @@ def tracing_extra_missing(missing: ImportError, extra: str) -> str:
     """What to install when a tracing example's OpenTelemetry packages are missing."""
     return (
         f"This example needs OpenTelemetry and OpenInference ({missing.name or missing} is "
-        f"not installed): install the {extra} extra, e.g. from a checkout "
-        f'pip install -e ".[{extra},emulator]" (the emulator extra runs it offline).'
+        f"missing): pip install 'qwen-code-interpreter[{extra},emulator]' (from a checkout: "
+        f"pip install -e '.[{extra},emulator]'; the emulator extra runs it offline)."
     )
