@@ -121,6 +121,11 @@ class ChatQwenCodeInterpreter(BaseChatModel):
 
     Function calling and structured output are refused (``bind_tools``,
     ``with_structured_output``): the service cannot combine them with the interpreter.
+    Settings every call would refuse fail at construction (pydantic's ``ValidationError``).
+    ``llm.profile`` comes from the model table; ``get_num_tokens`` and
+    ``get_num_tokens_from_messages`` are approximate (no tokenizer needed), so
+    ``trim_messages(..., token_counter=llm)`` works. A context-length error is LangChain's
+    ``ContextOverflowError`` (and :class:`qwen_ci.BadRequestError`).
     """
 
     model_name: str = Field(default=DEFAULT_MODEL, alias="model")
