@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_STAMP := $(VENV)/.demo-stamp
 
-.PHONY: install bwrap test lint demo bench soak format clean
+.PHONY: install bwrap test test-fast lint demo bench soak format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ install: $(STAMP) bwrap
 
 test: install
 	$(PY) -m pytest -q
+
+# the unit layer, about a minute: no kernels, no servers' sandboxes, no side environments
+FAST_IGNORE := tests/ecosystem tests/sandbox tests/selfhost tests/emulator tests/reliability \
+	tests/benchmarks tests/test_doc_claims.py tests/test_examples.py
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider $(addprefix --ignore=,$(FAST_IGNORE)) tests
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,5 +1,5 @@
-"""Every Python snippet of README.md and docs/llamaindex.md, run in order against the local
-emulator (the backend the Setup section offers), does what its text claims.
+"""Every Python snippet of README.md and of the docs, each page run in order against the
+local emulator (the backend the Setup section offers), does what its text claims.
 
 The replay-server tests (test_readme.py, llamaindex/test_docs.py) check the snippets'
 mechanics with fixed streams; these check the claims with the scripted model and real code
@@ -47,11 +47,26 @@ def run_all(path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> 
             exec(compile(code, f"{path.name} snippet {index + 1}", "exec"), namespace)
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(120)
 def test_readme_snippets_do_what_the_readme_says(
     emulator: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run_all(ROOT / "README.md", emulator, monkeypatch)
+    out = capsys.readouterr().out
+    code_123 = "[{'type': 'code_interpreter', 'code_interpreter': {'code': '123**21'}}]"
+    # LangChain: the answer, the code; LlamaIndex: the thinking block, 2**100 and its run
+    assert BIG in out and code_123 in out
+    assert "block_type='thinking'" in out and "1267650600228229401496703205376" in out
+    assert "[{'type': 'code_interpreter', 'code_interpreter': {'code': '2**100'}}]" in out
+    assert "{'code_interpreter': {'count': 1}}" in out
+    assert "I do not fully understand" not in out and "没有完全理解" not in out
+
+
+@pytest.mark.timeout(240)
+def test_langchain_guide_snippets_do_what_the_guide_says(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_all(ROOT / "docs" / "langchain.md", emulator, monkeypatch)
     out = capsys.readouterr().out
     code_123 = "[{'type': 'code_interpreter', 'code_interpreter': {'code': '123**21'}}]"
     # invoke: the answer, the code, the run count
@@ -63,21 +78,36 @@ def test_readme_snippets_do_what_the_readme_says(
     assert re.search(r"^1229$", out, re.M)
     # content blocks: a run id and the code
     assert re.search(r"^\S+ 123\*\*21$", out, re.M)
+    # the agent recipe: the rate tool, then the interpreter computed the product
+    assert "1234.5 USD is " in out and "1135.74 (in euros)." in out
+    # errors and retries: the fallback chain answers
+    assert "1024" in out
+    assert "I do not fully understand" not in out and "没有完全理解" not in out
+
+
+@pytest.mark.timeout(120)
+def test_protocols_page_snippets_do_what_the_page_says(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_all(ROOT / "docs" / "protocols.md", emulator, monkeypatch)
+    out = capsys.readouterr().out
     # web search: the results and both plugins
     assert "'site_name': 'qwen-ci emulator'" in out
     assert ("{'search': {'count': 1, 'strategy': 'standard'}, "
             "'code_interpreter': {'count': 1}}") in out
-    # the agent recipe: the rate tool, then the interpreter computed the product
-    assert "1234.5 USD is " in out and "1135.74 (in euros)." in out
-    # the in-process emulator snippet
-    assert out.count(code_123) >= 2
-    # tracing snippets: live code events and the LlamaIndex run event
-    assert "running: 2**100" in out and "run 0: 2**64" in out
-    # LlamaIndex: thinking block, runs, streamed code
-    assert "[code] 2**100" in out and "1267650600228229401496703205376" in out
     # the core: events, including the code run
     assert "CodeRun(index=0, code='2**100')" in out
     assert "I do not fully understand" not in out and "没有完全理解" not in out
+
+
+@pytest.mark.timeout(120)
+def test_tracing_page_snippets_do_what_the_page_says(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_all(ROOT / "docs" / "tracing.md", emulator, monkeypatch)
+    out = capsys.readouterr().out
+    # live code events (LangChain) and the LlamaIndex run event
+    assert "running: 2**100" in out and "done: 2**100" in out and "run 0: 2**64" in out
 
 
 @pytest.mark.timeout(240)
