@@ -208,3 +208,20 @@ def test_init_chat_model_cannot_name_this_provider() -> None:
 
     with pytest.raises(ValueError, match="Unsupported"):
         init_chat_model("qwen3-max-preview", model_provider="langchain_qwen_ci")
+
+
+# ------------------------------------------------------------------ model_copy (docs/design.md)
+
+
+def test_model_copy_is_shallow_as_the_design_page_says(server: ReplayServer) -> None:
+    llm = model(server, extra_body={"enable_search": True}, stop=["END"],
+                default_headers={"X-Team": "a"})
+    copy = llm.model_copy(update={"temperature": 0.9})
+    assert copy.extra_body is llm.extra_body and copy.stop is llm.stop
+    assert copy.default_headers is llm.default_headers
+    deep = llm.model_copy(deep=True)
+    assert deep.extra_body == llm.extra_body and deep.extra_body is not llm.extra_body
+    # an update is not validated; the next call refuses it, before sending
+    with pytest.raises(InvalidRequestError, match="temperature=5"):
+        llm.model_copy(update={"temperature": 5}).invoke("hi")
+    assert server.requests == []

@@ -136,3 +136,17 @@ def test_records_read_outputs_where_the_protocol_returns_them() -> None:
     assert [(r.code, r.output) for r in records(info, "r", "s")] == [
         ("print(6*7)", "42\n"), ("1+1", None)]
     assert records(None, None, None) == [] and records("junk", None, None) == []
+
+
+def test_the_module_example_runs(server: ReplayServer, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import textwrap
+
+    import llamaindex_qwen_ci.runs as module
+
+    code = textwrap.dedent((module.__doc__ or "").split(".. code-block:: python\n", 1)[1])
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-test")
+    monkeypatch.setenv("DASHSCOPE_BASE_URL", server.base_url)
+    server.default = Reply(TWO_RUNS)
+    exec(compile(code, "runs module docstring", "exec"), {"__name__": "docstring"})
+    assert capsys.readouterr().out == "".join(f"{code} None\n" for code in CODES)
