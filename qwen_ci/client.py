@@ -94,8 +94,11 @@ def _model_hint(err: QwenCIError, model: str) -> None:
                                                                  "model_not_found")
     if not unknown or err.hint is not None or not isinstance(err, APIError):
         return
-    close = closest_models(model)
-    if close:
+    close = [name for name in closest_models(model) if name != model]
+    if model in MODELS:  # a real name this server (or the key's region) does not serve
+        err.hint = (f"Model {model!r} is not served here (check the region of your key); "
+                    f"other models with the code interpreter: {', '.join(close or MODELS)}.")
+    elif close:
         err.hint = f"Model {model!r} is unknown; did you mean {' or '.join(map(repr, close))}?"
     else:
         err.hint = (f"Model {model!r} is unknown to this server; models with the code "

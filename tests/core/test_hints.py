@@ -151,6 +151,19 @@ def test_a_mistyped_model_gets_the_closest_names(protocol: str) -> None:
     assert "models with the code interpreter include qwen3-max-preview" in str(far.value)
 
 
+def test_a_known_model_the_server_does_not_serve_is_not_called_a_typo(
+    server: ReplayServer,
+) -> None:
+    server.default = Reply([b'{"code":"InvalidParameter","message":"Model not exist.",'
+                            b'"request_id":"r"}'], status=400,
+                           headers={"Content-Type": "application/json"})
+    with pytest.raises(QwenCIError) as info:
+        ask(Client(api_key="sk", base_url=server.base_url, max_retries=0), "qwen3-max")
+    hint = info.value.hint or ""
+    assert hint.startswith("Model 'qwen3-max' is not served here") and "did you mean" not in hint
+    assert "qwen3-max-preview" in hint
+
+
 def test_the_hint_survives_the_langchain_translation() -> None:
     from langchain_qwen_ci import ChatQwenCodeInterpreter
     from qwen_ci_server.emulator import Emulator
