@@ -3,7 +3,9 @@ token counting, construction-time validation, serialization, init_chat_model."""
 
 from __future__ import annotations
 
+import gc
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,6 +21,15 @@ from qwen_ci.config import MODELS
 from tests.replay import ReplayServer, Reply, native_frame, native_stream
 
 OVERFLOW = "Range of input length should be [1, 258048]"
+
+
+@pytest.fixture(autouse=True)
+def _collect_models() -> Iterator[None]:
+    """Collect this test's models (kept in exception cycles) before the next test: a
+    collection inside ``session_for`` deadlocked on ``_slots_lock`` before the finalizer
+    stopped waiting for it (issue 21)."""
+    yield
+    gc.collect()
 
 
 def model(server: ReplayServer, **kwargs: Any) -> ChatQwenCodeInterpreter:
@@ -105,7 +116,8 @@ def test_the_table_limits_are_enforced(server: ReplayServer) -> None:
 
 
 def test_summarization_middleware_reads_the_profile() -> None:
-    from langchain.agents.middleware import SummarizationMiddleware
+    middleware = pytest.importorskip("langchain.agents.middleware")
+    SummarizationMiddleware = middleware.SummarizationMiddleware
 
     llm = ChatQwenCodeInterpreter(api_key="k")
     # a fraction of the context needs the profile's max_input_tokens (ValueError without)
@@ -204,7 +216,7 @@ def test_loads_of_a_dumped_model(server: ReplayServer) -> None:
 
 
 def test_init_chat_model_cannot_name_this_provider() -> None:
-    from langchain.chat_models import init_chat_model
+    init_chat_model = pytest.importorskip("langchain.chat_models").init_chat_model
 
     with pytest.raises(ValueError, match="Unsupported"):
         init_chat_model("qwen3-max-preview", model_provider="langchain_qwen_ci")
