@@ -81,15 +81,16 @@ class QwenCodeInterpreter(LLM):
     ``reasoning_tokens``, ``plugins``); ``response.raw`` is the last wire frame.
     In ``stream_chat``, ``delta`` is answer text, ``additional_kwargs["thinking_delta"]``
     the thinking and ``additional_kwargs["tool_info_delta"]`` a run as soon as its code is
-    final; the last chunk equals ``chat``'s response (its ``delta`` is ``""``, never None).
-    ``metadata.num_output`` is ``max_tokens`` when set. Inside query engines, chat engines
-    and agents, :func:`llamaindex_qwen_ci.code_runs` collects the executed code of every
-    call.
+    final; the last chunk equals ``chat``'s response.
 
     Function calling is refused (``predict_and_call``, ``tools=...``; ``FunctionAgent``
     fails): the service cannot combine it with the interpreter. Use ``ReActAgent``.
     Settings every call would refuse (a model without the interpreter, out-of-range
     sampling, ``extra_body={"enable_thinking": False}``) fail at construction.
+
+    The last stream chunk's ``delta`` is ``""``, never None; ``metadata.num_output`` is
+    ``max_tokens`` when set. Inside query engines, chat engines and agents,
+    :func:`llamaindex_qwen_ci.code_runs` collects the executed code of every call.
 
     Example:
         .. code-block:: python
