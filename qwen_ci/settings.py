@@ -21,11 +21,12 @@ _PROBE = [{"role": "user", "content": "?"}]
 
 
 def check_settings(
-    model: str, fields: Mapping[str, Any], protocol: str, transport: Mapping[str, Any]
+    model: str, fields: Mapping[str, Any], protocol: Any, transport: Mapping[str, Any]
 ) -> None:
     """Raise :class:`InvalidRequestError` for settings every call would refuse.
 
     ``fields`` holds the service options by name (:data:`qwen_ci.request.SERVICE_OPTIONS`),
+    ``protocol`` is the model's field as :func:`qwen_ci.request.build` takes it,
     ``transport`` the connection settings (:data:`qwen_ci.session.TRANSPORT_FIELDS`).
 
     Example:
