@@ -18,6 +18,13 @@ from tests.replay import REQUEST_ID, ReplayServer, Reply
 
 CODES = [info["code_interpreter"]["code"] for info in TWO_RUNS_INFO]
 
+# llama-index-workflows inspects agents with inspect.getmembers, which touches pydantic's
+# deprecated attributes; nothing here uses them
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::pydantic.warnings.PydanticDeprecatedSince20",
+    "ignore::pydantic.warnings.PydanticDeprecatedSince211",
+)
+
 
 @pytest.fixture
 def llm(server: ReplayServer) -> QwenCodeInterpreter:
@@ -150,3 +157,47 @@ def test_the_module_example_runs(server: ReplayServer, monkeypatch: pytest.Monke
     server.default = Reply(TWO_RUNS)
     exec(compile(code, "runs module docstring", "exec"), {"__name__": "docstring"})
     assert capsys.readouterr().out == "".join(f"{code} None\n" for code in CODES)
+
+
+# ------------------------------------------------------------------ agents (docs/llamaindex.md)
+
+
+async def test_the_interpreter_as_a_tool_of_a_function_calling_agent(
+    llm: QwenCodeInterpreter, server: ReplayServer
+) -> None:
+    """The docs' third alternative to FunctionAgent on this LLM; code_runs sees the runs."""
+    from llama_index.core.agent.workflow import FunctionAgent
+    from llama_index.core.llms.mock import MockFunctionCallingLLM
+    from llama_index.core.tools import FunctionTool
+
+    def python(task: str = "What is 2**10 // 4? Compute it.") -> str:
+        """Compute something exactly: Qwen writes and runs Python for the task."""
+        return llm.complete(task).text
+
+    # LlamaIndex's own scripted function-calling model: it calls every tool once
+    agent = FunctionAgent(tools=[FunctionTool.from_defaults(python)],
+                          llm=MockFunctionCallingLLM())
+    with code_runs() as runs:
+        result = await agent.run("What is 2**10 // 4?")
+    assert [call.tool_output.content for call in result.tool_calls] == [ANSWER]
+    assert seen(runs) == expected()
+    assert server.requests[0].json["input"]["messages"] == [
+        {"role": "user", "content": "What is 2**10 // 4? Compute it."}]
+
+
+async def test_function_agent_on_this_llm_fails_in_its_first_step(
+    llm: QwenCodeInterpreter, server: ReplayServer
+) -> None:
+    """What the docs say: it builds, and fails when run, with LlamaIndex's generic message."""
+    from llama_index.core.agent.workflow import AgentWorkflow, FunctionAgent, ReActAgent
+
+    def rate(currency: str) -> str:
+        """Today's rate."""
+        return "0.92"
+
+    agent = FunctionAgent(tools=[rate], llm=llm)  # no error yet
+    with pytest.raises(ValueError, match=r"^LLM must be a FunctionCallingLLM$"):
+        await agent.run("How many euros are 10 USD?")
+    workflow = AgentWorkflow.from_tools_or_functions([rate], llm=llm)
+    assert isinstance(workflow.agents["Agent"], ReActAgent)
+    assert server.requests == []
