@@ -86,3 +86,12 @@ class StreamPrinter:
         if self.section in ("thinking", "answer"):
             print()
         self.section = ""
+
+
+def tracing_extra_missing(missing: ImportError, extra: str) -> str:
+    """What to install when a tracing example's OpenTelemetry packages are missing."""
+    return (
+        f"This example needs OpenTelemetry and OpenInference ({missing.name or missing} is "
+        f"missing): pip install 'qwen-code-interpreter[{extra},emulator]' (from a checkout: "
+        f"pip install -e '.[{extra},emulator]'; the emulator extra runs it offline)."
+    )

@@ -7,9 +7,8 @@ calls the hosted service. Every executed code block is a ``code_interpreter`` TO
 under the model's LLM span, its code as the input; the LLM span carries the answer, the
 token counts (reasoning included) and the thinking as reasoning content. With ``--otlp``
 the spans also go to that collector (a local Arize Phoenix: see docs/tracing.md).
-Needs: pip install "qwen-code-interpreter[all]" opentelemetry-sdk
-openinference-instrumentation-langchain (and opentelemetry-exporter-otlp-proto-http
-for --otlp)
+Needs: pip install "qwen-code-interpreter[langchain-tracing,emulator]" (OpenTelemetry and
+openinference-instrumentation-langchain; and opentelemetry-exporter-otlp-proto-http for --otlp)
 """
 
 from __future__ import annotations
@@ -17,13 +16,17 @@ from __future__ import annotations
 import os
 import sys
 
-from _backend import backend
-from _trace import parse_args, provider, tree
+from _backend import backend, tracing_extra_missing
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
-from openinference.instrumentation.langchain import LangChainInstrumentor
 
 from langchain_qwen_ci import ChatQwenCodeInterpreter
+
+try:  # OpenTelemetry and OpenInference are not dependencies of the package
+    from _trace import parse_args, provider, tree
+    from openinference.instrumentation.langchain import LangChainInstrumentor
+except ImportError as missing:
+    sys.exit(tracing_extra_missing(missing, "langchain-tracing"))
 
 
 def main() -> int:

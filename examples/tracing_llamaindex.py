@@ -8,9 +8,8 @@ under the call's LLM span, its code as the input; the LLM span carries the think
 reasoning content, the token counts (reasoning included), and the run count and request
 id in its metadata. With ``--otlp`` the spans also go to that collector (a local Arize
 Phoenix: see docs/tracing.md).
-Needs: pip install "qwen-code-interpreter[all]" opentelemetry-sdk
-openinference-instrumentation-llama-index (and opentelemetry-exporter-otlp-proto-http
-for --otlp)
+Needs: pip install "qwen-code-interpreter[llamaindex-tracing,emulator]" (OpenTelemetry and
+openinference-instrumentation-llama-index; and opentelemetry-exporter-otlp-proto-http for --otlp)
 """
 
 from __future__ import annotations
@@ -18,12 +17,16 @@ from __future__ import annotations
 import os
 import sys
 
-from _backend import backend
-from _trace import parse_args, provider, tree
+from _backend import backend, tracing_extra_missing
 from llama_index.core.llms import ChatMessage
-from openinference.instrumentation.llama_index import LlamaIndexInstrumentor
 
 from llamaindex_qwen_ci import QwenCodeInterpreter
+
+try:  # OpenTelemetry and OpenInference are not dependencies of the package
+    from _trace import parse_args, provider, tree
+    from openinference.instrumentation.llama_index import LlamaIndexInstrumentor
+except ImportError as missing:
+    sys.exit(tracing_extra_missing(missing, "llamaindex-tracing"))
 
 
 def main() -> int:

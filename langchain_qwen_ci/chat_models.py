@@ -10,7 +10,12 @@ from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.language_models import (
+    BaseChatModel,
+    LangSmithParams,
+    LanguageModelInput,
+    ModelProfile,
+)
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -31,6 +36,7 @@ from pydantic import ConfigDict, Field, SecretStr, model_validator
 from langchain_qwen_ci._refusals import STRUCTURED, bind_tools_refusal
 from langchain_qwen_ci.content_blocks import PROVIDER
 from langchain_qwen_ci.errors import atranslated, translated
+from langchain_qwen_ci.profile import count_message_tokens, count_tokens, model_profile
 from langchain_qwen_ci.tracing import (
     CODE_EVENT,
     AsyncCodeRunTracer,
@@ -62,6 +68,7 @@ from qwen_ci.request import (
 )
 from qwen_ci.result import Result, acollect, collect
 from qwen_ci.session import TRANSPORT_FIELDS, Session, call_options, session_for
+from qwen_ci.settings import check_settings
 
 # LangChain passes these through **kwargs; they are not service parameters.
 _LANGCHAIN_KWARGS = frozenset({"ls_structured_output_format", "stream"})
@@ -125,6 +132,11 @@ class ChatQwenCodeInterpreter(BaseChatModel):
 
     Function calling and structured output are refused (``bind_tools``,
     ``with_structured_output``): the service cannot combine them with the interpreter.
+    Settings every call would refuse fail at construction (pydantic's ``ValidationError``).
+    ``llm.profile`` comes from the model table; ``get_num_tokens`` and
+    ``get_num_tokens_from_messages`` are approximate (no tokenizer needed), so
+    ``trim_messages(..., token_counter=llm)`` works. A context-length error is LangChain's
+    ``ContextOverflowError`` (and :class:`qwen_ci.BadRequestError`).
     """
 
     model_name: str = Field(default=DEFAULT_MODEL, alias="model")
@@ -180,6 +192,35 @@ class ChatQwenCodeInterpreter(BaseChatModel):
         if isinstance(values, Mapping):
             check_no_tools(values, "the constructor")
         return values
+
+    @model_validator(mode="after")
+    def _check_settings(self) -> ChatQwenCodeInterpreter:
+        # what every call would refuse fails here (pydantic wraps it in ValidationError)
+        check_settings(self.model_name, {name: getattr(self, name) for name in SERVICE_OPTIONS},
+                       self.protocol, {name: getattr(self, name) for name in TRANSPORT_FIELDS})
+        return self
+
+    def _resolve_model_profile(self) -> ModelProfile | None:
+        return model_profile(self.model_name)
+
+    def get_num_tokens(self, text: str) -> int:
+        """Approximate token count of ``text``, without a tokenizer (see
+        :func:`langchain_qwen_ci.profile.count_tokens`)."""
+        return count_tokens(text)
+
+    def get_num_tokens_from_messages(
+        self, messages: list[BaseMessage], tools: Sequence[Any] | None = None
+    ) -> int:
+        """Approximate token count of ``messages`` as sent (``trim_messages(token_counter=llm)``
+        works without ``transformers``); the exact count is in ``usage_metadata``."""
+        return count_message_tokens(messages)
+
+    def get_token_ids(self, text: str) -> list[int]:
+        """Not available: no Qwen tokenizer ships with this package."""
+        raise NotImplementedError(
+            "ChatQwenCodeInterpreter has no tokenizer; get_num_tokens and "
+            "get_num_tokens_from_messages give an approximate count."
+        )
 
     # ------------------------------------------------------------------ LangChain API
 

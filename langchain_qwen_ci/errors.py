@@ -18,8 +18,10 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 
+from langchain_core.exceptions import ContextOverflowError as LCContextOverflowError
 from langchain_core.exceptions import (
     ModelAPIError,
     ModelAuthenticationError,
@@ -44,6 +46,15 @@ class APIError(core.APIError, ModelError):
 
 class BadRequestError(core.BadRequestError, ModelInvalidRequestError):
     """HTTP 400."""
+
+    is_retryable = core.BadRequestError.retryable
+
+
+class ContextOverflowError(core.BadRequestError, LCContextOverflowError,
+                           ModelInvalidRequestError):
+    """HTTP 400 because the input is longer than the model's context (``Range of input
+    length should be [1, N]``): LangChain's ``ContextOverflowError`` and the core's
+    :class:`~qwen_ci.errors.BadRequestError`, as langchain-openai does."""
 
     is_retryable = core.BadRequestError.retryable
 
@@ -139,9 +150,19 @@ _CLASSES: dict[type[core.QwenCIError], type[core.QwenCIError]] = {
 }
 
 
+#: the service's (and compatible servers') words for an input longer than the context
+_OVERFLOW = re.compile(
+    r"Range of input length should be|input length \d+ exceeds|maximum context length|"
+    r"context length exceeded|context_length_exceeded|prompt is too long",
+    re.IGNORECASE,
+)
+
+
 def translate(exc: core.QwenCIError) -> core.QwenCIError:
     """``exc`` as the class that also inherits LangChain's; other errors unchanged."""
     cls = _CLASSES.get(type(exc))
+    if cls is BadRequestError and _OVERFLOW.search(exc.message):
+        cls = ContextOverflowError
     if cls is None:
         return exc
     out = cls(exc.message, status=exc.status, code=exc.code, request_id=exc.request_id,

@@ -38,6 +38,7 @@ from qwen_ci.events import CodeRun, Event, Finish, ReasoningDelta, SearchInfo, T
 from qwen_ci.request import SERVICE_OPTIONS, TOOLS_ERROR, WireRequest, build, check_no_tools
 from qwen_ci.result import Accumulator, Result, acollect, collect
 from qwen_ci.session import TRANSPORT_FIELDS, Session, call_options, session_for
+from qwen_ci.settings import check_settings
 
 if TYPE_CHECKING:
     from llama_index.core.chat_engine.types import AgentChatResponse
@@ -90,6 +91,12 @@ class QwenCodeInterpreter(LLM):
 
     Function calling is refused (``predict_and_call``, ``tools=...``; ``FunctionAgent``
     fails): the service cannot combine it with the interpreter. Use ``ReActAgent``.
+    Settings every call would refuse (a model without the interpreter, out-of-range
+    sampling, ``extra_body={"enable_thinking": False}``) fail at construction.
+
+    The last stream chunk's ``delta`` is ``""``, never None; ``metadata.num_output`` is
+    ``max_tokens`` when set. Inside query engines, chat engines and agents,
+    :func:`llamaindex_qwen_ci.code_runs` collects the executed code of every call.
 
     Example:
         .. code-block:: python
@@ -174,6 +181,13 @@ class QwenCodeInterpreter(LLM):
             check_no_tools(values, "the constructor")
         return values
 
+    @model_validator(mode="after")
+    def _check_settings(self) -> QwenCodeInterpreter:
+        # what every call would refuse fails here (pydantic wraps it in ValidationError)
+        check_settings(self.model, {name: getattr(self, name) for name in SERVICE_OPTIONS},
+                       self.protocol, {name: getattr(self, name) for name in TRANSPORT_FIELDS})
+        return self
+
     @classmethod
     def class_name(cls) -> str:
         return "QwenCodeInterpreter"
@@ -183,7 +197,7 @@ class QwenCodeInterpreter(LLM):
         info = model_info(self.model)
         return LLMMetadata(
             context_window=info.context_window,
-            num_output=info.max_output_tokens,
+            num_output=self.max_tokens or info.max_output_tokens,
             is_chat_model=True,
             is_function_calling_model=False,
             model_name=self.model,
@@ -446,7 +460,9 @@ def _response_kwargs(result: Result, finish: Finish) -> dict[str, Any]:
 def _chunk(event: Event, result: Result) -> ChatResponse | None:
     """The stream chunk for one event (``None`` for usage, which the last chunk carries)."""
     if isinstance(event, Finish):
-        return _response(result)
+        last = _response(result)
+        last.delta = ""  # LlamaIndex's own loops print the delta: never None
+        return last
     if isinstance(event, TextDelta):
         return ChatResponse(message=_message(result), delta=event.text)
     if isinstance(event, ReasoningDelta):

@@ -20,9 +20,18 @@ from typing import Any
 
 import httpx
 
-from qwen_ci.config import API_KEY_ENV, Protocol, is_loopback, region_of, resolve_base_url
+from qwen_ci.config import (
+    API_KEY_ENV,
+    MODELS,
+    Protocol,
+    closest_models,
+    is_loopback,
+    region_of,
+    resolve_base_url,
+)
 from qwen_ci.errors import (
     APIConnectionError,
+    APIError,
     APITimeoutError,
     AuthenticationError,
     IncompleteStreamError,
@@ -56,8 +65,9 @@ def _missing_key(base_url: str | None, region: str | None) -> str:
         )
     return (
         f"No DashScope API key: set the {API_KEY_ENV} environment variable or pass "
-        "api_key (keys are created per region in the Model Studio console), or use the "
-        "local emulator (base_url='http://127.0.0.1:8765' after `qwen-ci emulator`)."
+        "api_key='sk-...' (keys are created per region in the Model Studio console). To "
+        "try it offline, start `qwen-ci emulator` and pass both "
+        "base_url='http://127.0.0.1:8765' and api_key='sk-local'."
     )
 
 
@@ -80,6 +90,36 @@ def _auth_hint(base_url: str) -> str:
         f"The key was rejected by {base_url}, which is not a DashScope region host: pass "
         "the key this server expects."
     )
+
+def _model_hint(err: QwenCIError, model: str) -> None:
+    """A mistyped model name: add the closest known names to the service's bare message."""
+    unknown = err.message == "Model not exist." or err.code in ("ModelNotFound",
+                                                                 "model_not_found")
+    if not unknown or err.hint is not None or not isinstance(err, APIError):
+        return
+    close = [name for name in closest_models(model) if name != model]
+    if model in MODELS:  # a real name this server (or the key's region) does not serve
+        err.hint = (f"Model {model!r} is not served here (check the region of your key); "
+                    f"other models with the code interpreter: {', '.join(close or MODELS)}.")
+    elif close:
+        err.hint = f"Model {model!r} is unknown; did you mean {' or '.join(map(repr, close))}?"
+    else:
+        err.hint = (f"Model {model!r} is unknown to this server; models with the code "
+                    f"interpreter include {', '.join(MODELS)}.")
+    err.args = (err._render(),)
+
+
+def _timeout_message(exc: httpx.TimeoutException, timeout: float, connect: float) -> str:
+    """Which limit ran out, after how many seconds, and how to raise it."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return (f"no connection within {connect:g} s (the connect timeout: timeout=, capped "
+                "at 10 s); check the address and network")
+    what = "write" if isinstance(exc, httpx.WriteTimeout) else (
+        "pool" if isinstance(exc, httpx.PoolTimeout) else "read")
+    advice = "a code run is silent on the wire, " if what == "read" else ""
+    return (f"no data for {timeout:g} s (the {what} timeout); {advice}raise it with "
+            f"timeout=<seconds> (default {DEFAULT_TIMEOUT:g})")
+
 
 DEFAULT_TIMEOUT = 300.0
 """Seconds to wait for a byte (code runs are silent on the wire) and, capped at 10 s,
@@ -176,14 +216,16 @@ class _Base:
         if isinstance(exc, QwenCIError):
             return self._annotate(exc)
         timeout = isinstance(exc, httpx.TimeoutException)
+        limit = (_timeout_message(exc, self.timeout, min(self.timeout, 10.0))
+                 if isinstance(exc, httpx.TimeoutException) else "")
         if parser.started:
             cls: type[QwenCIError] = IncompleteStreamError
-            what = "timed out" if timeout else f"broke ({type(exc).__name__}: {exc})"
+            what = f"timed out ({limit})" if timeout else f"broke ({type(exc).__name__}: {exc})"
             message = f"The connection {what} after output had started; the answer is incomplete."
         else:
             cls = APITimeoutError if timeout else APIConnectionError
             what = "Timed out" if timeout else f"Could not connect ({type(exc).__name__}: {exc})"
-            message = f"{what} talking to {self.base_url}."
+            message = f"{what} talking to {self.base_url}" + (f": {limit}." if timeout else ".")
         return cls(message, request_id=parser.request_id)
 
     def _retry_delay(self, err: QwenCIError, parser: Parser, attempt: int) -> float | None:
@@ -273,6 +315,7 @@ class Client(_Base):
                 return
             except (QwenCIError, httpx.HTTPError) as exc:
                 err = self._convert(exc, parser)
+                _model_hint(err, request.model)
                 delay = self._retry_delay(err, parser, attempt)
                 if delay is None:
                     raise err from (None if err is exc else exc)
@@ -351,6 +394,7 @@ class AsyncClient(_Base):
                 return
             except (QwenCIError, httpx.HTTPError) as exc:
                 err = self._convert(exc, parser)
+                _model_hint(err, request.model)
                 delay = self._retry_delay(err, parser, attempt)
                 if delay is None:
                     raise err from (None if err is exc else exc)

@@ -7,6 +7,7 @@ changes its model list.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -209,6 +210,27 @@ def model_info(model: str) -> ModelInfo:
         if pattern.fullmatch(model):
             return candidate
     return _UNKNOWN_TEXT
+
+
+def known_model_info(model: str) -> ModelInfo | None:
+    """The table entry for ``model`` when the table knows it (by name or family), else None.
+
+    Example:
+        >>> known_model_info("qwen3-max").max_output_tokens, known_model_info("my-model")
+        (32768, None)
+    """
+    info = model_info(model)
+    return None if info is _UNKNOWN_TEXT else info
+
+
+def closest_models(model: str, n: int = 3) -> list[str]:
+    """The known model names closest to ``model`` (for a mistyped name), best first.
+
+    Example:
+        >>> closest_models("qwen3-max-preveiw")[0]
+        'qwen3-max-preview'
+    """
+    return difflib.get_close_matches(model, list(MODELS), n=n, cutoff=0.6)
 
 
 def normalize_base_url(url: str) -> str:

@@ -21,6 +21,7 @@ from qwen_ci.config import (
     RESPONSES_PATH,
     Protocol,
     code_interpreter_refusal,
+    known_model_info,
     model_info,
     protocol_for,
 )
@@ -161,6 +162,7 @@ def _check_options(opts: Options) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value <= 0):
             raise InvalidRequestError(f"{name}={value!r} must be a positive integer.")
+    _check_limits(opts)
     if opts.seed is not None and (isinstance(opts.seed, bool) or not isinstance(opts.seed, int)
                                   or opts.seed < 0):
         raise InvalidRequestError(f"seed={opts.seed!r} must be a non-negative integer.")
@@ -195,6 +197,20 @@ def _check_builtin_tools(tools: Sequence[str] | None) -> None:
             "builtin_tools has 'web_extractor' without 'web_search'; the service needs "
             "web_search for web_extractor: pass ['web_search', 'web_extractor']."
         )
+
+
+def _check_limits(opts: Options) -> None:
+    """``max_tokens`` and ``thinking_budget`` within the model's documented limits."""
+    info = known_model_info(opts.model)
+    if info is None:
+        return  # a name the table does not know (a self-hosted model): its server decides
+    for name, limit in (("max_tokens", info.max_output_tokens),
+                        ("thinking_budget", info.max_thinking_tokens)):
+        value = getattr(opts, name)
+        if value is not None and limit is not None and value > limit:
+            raise InvalidRequestError(
+                f"{name}={value} is above {opts.model!r}'s limit of {limit}; use at most {limit}."
+            )
 
 
 def _parts(content: Any, index: int) -> list[dict[str, str]]:

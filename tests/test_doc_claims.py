@@ -129,6 +129,8 @@ def test_llamaindex_guide_snippets_do_what_the_guide_says(
     assert "[{'type': 'code_interpreter', 'code_interpreter': {'code': '2**100'}}]" in out
     # query engine: total / months, not an average of every number in the document
     assert "176366.71 EUR" in out
+    # code_runs(): the runs of the calls inside the query engine and the chat engine
+    assert "ran: 'total = 1234567\\nmonths = 7" in out and "ran: '2**10 // 4', request " in out
     # ReAct agent: the tool call the guide shows and the interpreter's run
     assert "['exchange_rate']" in out and "1135.74 EUR" in out
     assert "round(1234.5 * 0.92, 2)" in out

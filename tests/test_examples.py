@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+
+import pytest
 
 from tests.replay import ReplayServer, Reply, native_stream
 
@@ -95,3 +98,25 @@ def test_tracing_llamaindex_example_prints_the_trace_tree_with_tool_spans() -> N
     assert lines[1].startswith("  thinking: The user asks for two steps")
     assert lines[2].startswith("  metadata: {'code_interpreter_count': 2, 'request_id': ")
     assert "\n".join(lines[3:]) + "\n" == tools_at(1)
+
+
+@pytest.mark.parametrize(("script", "extra"), [("tracing_langchain.py", "langchain-tracing"),
+                                               ("tracing_llamaindex.py", "llamaindex-tracing")])
+def test_tracing_examples_without_opentelemetry_name_the_extra(
+    tmp_path: Path, script: str, extra: str
+) -> None:
+    fake = tmp_path / "opentelemetry"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'opentelemetry'\", name='opentelemetry')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASHSCOPE_")}
+    env["PYTHONPATH"] = str(tmp_path)
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / script)], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip() == (
+        "This example needs OpenTelemetry and OpenInference (opentelemetry is missing): "
+        f"pip install 'qwen-code-interpreter[{extra},emulator]' (from a checkout: "
+        f"pip install -e '.[{extra},emulator]'; the emulator extra runs it offline).")
+    assert extra in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]

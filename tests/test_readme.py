@@ -64,6 +64,10 @@ def test_langchain_page_snippets_run(replay: ReplayServer, monkeypatch: pytest.M
     out = capsys.readouterr().out
     assert out.count(ANSWER) >= 4  # invoke, stream, chain, fallbacks (and the agent's tool)
     assert "[code]\nx = 2**10" in out and "1234.5 USD is " in out
+    # refusals, profile and token counts, loads: what the page's comments say
+    assert "Value error, temperature=2.5 is out of range" in out
+    assert "with_structured_output(...) is not available\n" in out
+    assert "258048 False\n2 17\n" in out and "ChatQwenCodeInterpreter 0.2\n" in out
     assert len(replay.requests) >= 5
 
 

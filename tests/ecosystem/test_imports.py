@@ -58,7 +58,8 @@ def test_public_surfaces_are_pinned() -> None:
         "__version__",
     ])
     assert langchain_qwen_ci.__all__ == ["PROVIDER", "ChatQwenCodeInterpreter", "__version__"]
-    assert llamaindex_qwen_ci.__all__ == ["QwenCodeInterpreter", "__version__"]
+    assert llamaindex_qwen_ci.__all__ == ["CodeRunCollector", "CodeRunRecord",
+                                          "QwenCodeInterpreter", "__version__", "code_runs"]
     for package in (qwen_ci, langchain_qwen_ci, llamaindex_qwen_ci):
         for name in package.__all__:
             assert getattr(package, name) is not None, (package.__name__, name)

@@ -61,6 +61,8 @@ def test_doc_snippets_run(server: ReplayServer, monkeypatch: pytest.MonkeyPatch,
     out = capsys.readouterr().out
     assert out.count(ANSWER) >= 6
     assert "x = 2**10" in out and "print(x // 4)" in out
+    # code_runs(): both runs of the query engine's call and of the chat engine's
+    assert out.count("ran: 'x = 2**10', request ") == 2
     assert "['exchange_rate']" in out and "1135.74 EUR." in out and "1234.5 * 0.92" in out
 
 
