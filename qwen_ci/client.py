@@ -60,8 +60,8 @@ def _missing_key(base_url: str | None, region: str | None) -> str:
     if is_loopback(root):
         return (
             f"No API key. {root} is a local server: an emulator started without a key "
-            f"(--api-key-env / --api-key-file) accepts any key, so pass api_key='sk-local' (or set {API_KEY_ENV}); a server "
-            "started with one wants that key."
+            "(--api-key-env / --api-key-file) accepts any key, so pass api_key='sk-local' "
+            f"(or set {API_KEY_ENV}); a server started with one wants that key."
         )
     return (
         f"No DashScope API key: set the {API_KEY_ENV} environment variable or pass "

@@ -53,6 +53,7 @@ class Recorded:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # each frame leaves at once (no 40 ms delayed-ACK stall)
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet

@@ -20,10 +20,10 @@ from qwen_ci_server.emulator.app import (
     _EventStream,
     _faulty,
     _Handlers,
+    _load,
     _note,
     _note_frame,
     _Primed,
-    _load,
     _service_error,
 )
 from qwen_ci_server.emulator.faults import HEADER, parse_faults

@@ -23,13 +23,11 @@ def test_every_model_the_client_lists_is_served_alike(model: str) -> None:
 
 @pytest.mark.parametrize("model", sorted(SERVED))
 def test_the_client_routes_every_served_model_as_the_service_does(model: str) -> None:
-    if SERVED[model].interpreter_apis == RESPONSES_ONLY and "responses" not in getattr(
-            config, "PROTOCOLS", ()):
-        pytest.skip(f"{model} has the interpreter on the Responses API only, which this "
-                    "client does not speak yet (issue 19)")
     info = config.model_info(model)
     assert info.endpoint == SERVED[model].endpoint, f"{model}: wrong native endpoint"
     assert info.code_interpreter == SERVED[model].code_interpreter, model
+    if SERVED[model].interpreter_apis == RESPONSES_ONLY and SERVED[model].code_interpreter:
+        assert info.protocols == ("responses",), f"{model}: the service has it on Responses only"
 
 
 def test_the_services_models_need_thinking_for_the_interpreter() -> None:
@@ -58,6 +56,8 @@ def test_the_client_calls_the_paths_the_emulator_serves() -> None:
     from qwen_ci_server.emulator import service
 
     assert config.NATIVE_PATHS == service.NATIVE_PATHS
+    assert (config.RESPONSES_PATH, config.LEGACY_RESPONSES_PATH) == (
+        service.RESPONSES_PATH, service.LEGACY_RESPONSES_PATH)
     assert config.COMPATIBLE_PATH == service.COMPATIBLE_PATH
     assert (config.API_KEY_ENV, config.BASE_URL_ENV) == (service.API_KEY_ENV,
                                                           service.BASE_URL_ENV)
