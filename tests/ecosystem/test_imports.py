@@ -50,7 +50,7 @@ def test_public_surfaces_are_pinned() -> None:
     assert sorted(qwen_ci.__all__) == sorted([
         "AsyncClient", "Client", "Options", "Result", "acollect", "build", "collect",
         "CodeRun", "CodeStart", "Event", "Finish", "ReasoningDelta", "SearchInfo",
-        "TextDelta", "Usage",
+        "TextDelta", "ToolRun", "ToolStart", "Usage",
         "APIConnectionError", "APIError", "APITimeoutError", "AuthenticationError",
         "BadRequestError", "IncompleteStreamError", "InvalidRequestError", "NotFoundError",
         "PermissionDeniedError", "ProtocolError", "QuotaExceededError", "QwenCIError",

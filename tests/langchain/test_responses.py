@@ -205,7 +205,9 @@ def test_x_tools_absent_means_no_runs(server: ReplayServer) -> None:
 
 
 def test_unsupported_protocol_is_refused_before_any_request(server: ReplayServer) -> None:
-    llm = model(server, model="qwen3.6-flash", protocol="dashscope")
-    with pytest.raises(Exception, match="use protocol 'responses'"):
+    with pytest.raises(ValueError, match="use protocol 'responses'"):  # when it is built
+        model(server, model="qwen3.6-flash", protocol="dashscope")
+    llm = model(server, model="qwen3.6-flash").model_copy(update={"protocol": "dashscope"})
+    with pytest.raises(ValueError, match="use protocol 'responses'"):  # an unvalidated copy
         llm.invoke("q")
     assert server.requests == []
