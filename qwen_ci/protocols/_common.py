@@ -19,6 +19,40 @@ except ImportError:  # pragma: no cover - depends on the environment
     _FAST_ERRORS = ()
 
 
+class StreamState:
+    """What a parser of an OpenAI-compatible stream tracks about it: whether output started
+    (no retry after that), whether the final frame came, and the request id.
+
+    Example:
+        >>> state = StreamState(request_id="chatcmpl-1")
+        >>> state.use_request_id("req-9")
+        >>> state.request_id, state.started, state.finished
+        ('req-9', False, False)
+    """
+
+    __slots__ = ("_finished", "_request_id", "started")
+
+    def __init__(self, request_id: str | None = None) -> None:
+        self._request_id = request_id
+        self._finished = False
+        self.started = False  # a result frame was received (no retry after this)
+
+    @property
+    def finished(self) -> bool:
+        """True once the stream's final frame was seen."""
+        return self._finished
+
+    @property
+    def request_id(self) -> str | None:
+        """The request id (the ``x-request-id`` header, else the one in the frames)."""
+        return self._request_id
+
+    def use_request_id(self, request_id: str | None) -> None:
+        """Prefer the response's ``x-request-id`` header over ids found in frames."""
+        if request_id:
+            self._request_id = request_id
+
+
 def load_frame(data: bytes) -> dict[str, Any]:
     """Parse one frame's JSON; anything else is a :class:`ProtocolError`.
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from qwen_ci.errors import IncompleteStreamError, ProtocolError
 from qwen_ci.events import Event, Finish, ReasoningDelta, TextDelta
-from qwen_ci.protocols._common import frame_error, load_frame, usage_from
+from qwen_ci.protocols._common import StreamState, frame_error, load_frame, usage_from
 from qwen_ci.protocols.sse import SSEEvent
 
 _DONE = b"[DONE]"
@@ -19,42 +19,17 @@ UNKNOWN_RUNS: dict[str, Any] = {"code_interpreter": {"count": None}}
 not 0)."""
 
 
-class OpenAICompatParser:
-    """Sans-I/O parser for one compatible-mode stream."""
+class OpenAICompatParser(StreamState):
+    """Sans-I/O parser for one compatible-mode stream (complete at ``[DONE]``)."""
 
-    __slots__ = (
-        "_finish_reason",
-        "_finished",
-        "_last",
-        "_model",
-        "_request_id",
-        "_usage",
-        "started",
-    )
+    __slots__ = ("_finish_reason", "_last", "_model", "_usage")
 
     def __init__(self, model: str, request_id: str | None = None) -> None:
+        super().__init__(request_id)
         self._model = model
-        self._request_id = request_id
         self._finish_reason: str | None = None
         self._usage: dict[str, Any] | None = None
         self._last: dict[str, Any] | None = None
-        self._finished = False
-        self.started = False
-
-    @property
-    def finished(self) -> bool:
-        """True once ``[DONE]`` was seen."""
-        return self._finished
-
-    @property
-    def request_id(self) -> str | None:
-        """The request id (``x-request-id`` header, else the chunk id)."""
-        return self._request_id
-
-    def use_request_id(self, request_id: str | None) -> None:
-        """Prefer the response's ``x-request-id`` header over chunk ids."""
-        if request_id:
-            self._request_id = request_id
 
     def feed(self, sse: SSEEvent) -> list[Event]:
         """Events produced by one SSE event; raises error payloads."""

@@ -35,7 +35,7 @@ from qwen_ci.events import (
     ToolStart,
     Usage,
 )
-from qwen_ci.protocols._common import as_int, frame_error, load_frame
+from qwen_ci.protocols._common import StreamState, as_int, frame_error, load_frame
 from qwen_ci.protocols.sse import SSEEvent
 
 _CODE_ITEM = "code_interpreter_call"
@@ -93,7 +93,7 @@ def _finish_reason(response: dict[str, Any], kind: str) -> str:
     return str(reason or status or "incomplete")
 
 
-class ResponsesParser:
+class ResponsesParser(StreamState):
     """Sans-I/O parser for one Responses stream.
 
     Example:
@@ -104,41 +104,15 @@ class ResponsesParser:
         [TextDelta(text='42')]
     """
 
-    __slots__ = (
-        "_count",
-        "_finished",
-        "_model",
-        "_request_id",
-        "_runs",
-        "_streamed",
-        "_tools",
-        "started",
-    )
+    __slots__ = ("_count", "_model", "_runs", "_streamed", "_tools")
 
     def __init__(self, model: str, request_id: str | None = None) -> None:
+        super().__init__(request_id)
         self._model = model
-        self._request_id = request_id
         self._runs: dict[str, _Run] = {}  # by item id and by "#<output index>"
         self._count = 0  # runs seen
         self._tools: dict[str, bool] = {}  # other built-in tool items: id -> done
         self._streamed: set[str] = set()  # "text" / "reasoning": came as deltas
-        self._finished = False
-        self.started = False
-
-    @property
-    def finished(self) -> bool:
-        """True once ``response.completed`` was seen."""
-        return self._finished
-
-    @property
-    def request_id(self) -> str | None:
-        """The request id (``x-request-id`` header, else the response id)."""
-        return self._request_id
-
-    def use_request_id(self, request_id: str | None) -> None:
-        """Prefer the response's ``x-request-id`` header over the response id."""
-        if request_id:
-            self._request_id = request_id
 
     def feed(self, sse: SSEEvent) -> list[Event]:
         """Events produced by one SSE event; raises the service's errors."""
