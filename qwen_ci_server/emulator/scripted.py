@@ -34,10 +34,12 @@ from qwen_ci_server.emulator.understanding import (
     NUM,
     FollowUp,
     Task,
+    find_follow_up,
     find_task,
     find_two_steps,
     is_chinese,
     only_filler,
+    previous_value,
 )
 from qwen_ci_server.sandbox.limits import RESET_NOTICE, cap
 
@@ -269,6 +271,32 @@ def _two_step_plan(task: Task, follow: FollowUp, zh: bool) -> Plan:
         finish,
         zh,
     )
+
+
+def _follow_up_plan(turn: Turn, follow: FollowUp, zh: bool) -> Plan | tuple[str, str]:
+    """"Now divide that by 4.": the operation on the number of the previous answer."""
+    asked = max(i for i, m in enumerate(turn.messages) if m.role == "user")
+    before = [m for m in turn.messages[:asked] if m.role == "assistant"]
+    previous = previous_value(before[-1].text) if before else None
+    if previous is None:
+        if zh:
+            return ("用户说“它”，但之前的回答里没有一个明确的数字，我不猜。",
+                    "我不知道“它”指的是哪个数：之前的对话里没有一个明确的结果。"
+                    "请把数字写出来，例如“123除以4”。")
+        return ("The user refers to an earlier result, but no earlier answer gives one clear "
+                "number, so I will not guess.",
+                "I do not know which number \"that\" refers to: no earlier answer in this "
+                "conversation gives one clear result. Please write the number, for example "
+                "\"123 divided by 4\".")
+    if not turn.code_interpreter:
+        return _plain(turn.prompt, zh, False, Task("", "", "", "follow-up"))
+    task = Task(follow.exact_code(previous), f"{previous} {follow.en}",
+                f"{previous}{follow.zh}", "follow-up")
+    plan = _single_plan(task, zh)
+    note = (f"上一个回答的结果是{_short(previous)}，现在把它{follow.zh}。" if zh else
+            f"The previous answer was {_short(previous)}; now I take that {follow.en}. ")
+    step = plan.steps[0]
+    return Plan((_Step(lambda runs: note + step.thinking(runs), step.code),), plan.finish, zh)
 
 
 # ---------------------------------------------------------------------- query engines
@@ -585,6 +613,8 @@ def plan_turn(turn: Turn) -> Plan | tuple[str, str]:
     if two is not None and turn.code_interpreter:
         return _two_step_plan(two[0], two[1], zh)
     task = find_task(prompt)
+    if task is None and (follow := find_follow_up(prompt)) is not None:
+        return _follow_up_plan(turn, follow, zh)
     if task is None or not turn.code_interpreter:
         return _plain(prompt, zh, turn.code_interpreter, task)
     number_only = any(m.role == "system" and _NUMBER_ONLY.search(m.text) for m in turn.messages)
