@@ -307,8 +307,11 @@ _CONTEXT_QA = re.compile(
     re.DOTALL,
 )
 _MONTHLY = re.compile(
-    r"(?:the\s+)?average\s+(?:monthly\s+(?:spend|spending|cost|costs|expense|expenses)"
-    r"|(?:spend|spending|cost|expense)s?\s+per\s+month)",
+    r"(?:the\s+)?(?:average\s+(?:monthly\s+(?:spend|spending|cost|costs|expense|expenses)"
+    r"|(?:spend|spending|cost|expense)s?\s+per\s+month)"
+    r"|monthly\s+average\s+(?:spend|spending|cost|expense)s?"
+    r"|(?:much|money)\s+(?:was\s+|did\s+(?:we|they)\s+)?(?:spent|spend)\s+(?:per|a|each)\s+"
+    r"month\s+on\s+average)",
     re.IGNORECASE,
 )
 _AMOUNT = re.compile(
@@ -318,11 +321,21 @@ _AMOUNT = re.compile(
 _MONTHS = re.compile(r"\b(?:over|in|across|during)\s+(\d+)\s+months\b", re.IGNORECASE)
 
 
+def _asks_monthly(query: str) -> bool:
+    """True when ``query`` asks for the average monthly spend and nothing else."""
+    match = _MONTHLY.search(query)
+    return match is not None and only_filler(query[: match.start()] + query[match.end() :])
+
+
+def _system_context(turn: Turn) -> str | None:
+    """The system messages' text: where a context chat engine puts what it retrieved."""
+    text = "\n".join(m.text for m in turn.messages if m.role == "system")
+    return text or None
+
+
 def _context_plan(context: str, query: str, zh: bool) -> Plan | tuple[str, str]:
     """A retrieval prompt: the average monthly spend from its context, or a task."""
-    if (match := _MONTHLY.search(query)) and only_filler(
-        query[: match.start()] + query[match.end() :]
-    ):
+    if _asks_monthly(query):
         amounts, months = _AMOUNT.findall(context), _MONTHS.findall(context)
         if len(amounts) == 1 and len(months) == 1:
             whole, fraction, unit = amounts[0]
@@ -606,6 +619,9 @@ def plan_turn(turn: Turn) -> Plan | tuple[str, str]:
         return react
     if (context := _CONTEXT_QA.search(prompt)) is not None and turn.code_interpreter:
         return _context_plan(context["context"], context["query"], zh)
+    if (turn.code_interpreter and _asks_monthly(prompt)
+            and (system := _system_context(turn)) is not None):
+        return _context_plan(system, prompt, zh)  # a context chat engine's system prompt
     search = turn.options.get("enable_search") is True
     if (weather := _weather_plan(prompt, search, zh)) is not None:
         return weather
