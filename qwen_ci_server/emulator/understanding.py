@@ -418,7 +418,7 @@ def find_task(text: str) -> Task | None:
         if task := finder(text):
             if places is not None:
                 return _to_places(task, int(places[1] or places[2]))
-            return _exactly(task) if exact else task
+            return _exactly(task) if exact else _decimals_as_written(task)
     return None
 
 
@@ -459,6 +459,15 @@ def _to_places(task: Task, places: int) -> Task | None:
             f"print(f\"{{'-' * (x < 0)}}{{whole}}.{{part:0{places}d}}\")")
     return Task(code, f"{task.en}, to {places} decimal places",
                 f"{task.zh}（保留{places}位小数）", "expression")
+
+
+def _decimals_as_written(task: Task) -> Task:
+    """An expression with decimals (``0.1 + 0.2``) computed exactly, not in binary floats:
+    0.3, never 0.30000000000000004 (only ``+ - * /``; anything else is left to Python)."""
+    if (task.kind != "expression" or not re.search(r"\d\.\d", task.code)
+            or re.search(r"\*\*|//|%", task.code)):
+        return task
+    return Task(exact_code("", _fraction_expression(task.code)), task.en, task.zh, "expression")
 
 
 def _exactly(task: Task) -> Task:

@@ -83,6 +83,14 @@ PHRASINGS: dict[str, list[tuple[str, str]]] = {
         ("2的10次方是多少？", "1024"),
         ("7的平方", "49"),
     ],
+    "expression": [
+        ("What is 0.1 + 0.2?", "0.3"),  # decimals as written, not binary floats
+        ("7.5 / 2", "3.75"),
+        ("What is 1.5 times 4?", "6"),
+        ("12 * (3 + 4)", "84"),
+        ("3 plus 4", "7"),
+        ("计算 (17 + 25) ÷ 6", "7.0"),  # Python's true division, as the code says
+    ],
 }
 CASES = [(kind, prompt, value) for kind, cases in PHRASINGS.items() for prompt, value in cases]
 IDS = [f"{kind}:{prompt}" for kind, prompt, _ in CASES]
