@@ -1,11 +1,13 @@
 """The emulator's default model: deterministic and scripted, not a language model.
 
 It answers only what it fully understands (see :mod:`qwen_ci_server.emulator.understanding`),
-in English and Chinese: powers, factorials, Fibonacci numbers, prime counts, sums and
-averages of number lists or ranges (also sums of squares), arithmetic expressions, a
-fenced Python block (run as is), two-step requests ("first compute X, then divide that by
-5", the service page's "运行两次代码解释器..."), a query engine's "average monthly spend"
-over its context, LlamaIndex ReAct agents with a currency-rate tool, and, with
+in English and Chinese, in plain words or as code (``fibonacci(50)``, ``Average of [1, 2,
+3]``): powers, factorials, Fibonacci numbers, prime counts, sums and averages of number
+lists or ranges (also sums of squares), arithmetic expressions, a fenced Python block (run
+as is), two-step requests ("first compute X, then divide that by 5", the service page's
+"运行两次代码解释器..."), follow-ups on the previous answer of the conversation ("Now
+divide that by 4."), the "average monthly spend" over a query engine's or a context chat
+engine's retrieved context, LlamaIndex ReAct agents with a currency-rate tool, and, with
 ``enable_search``, the weather of a few cities from its own search data (clearly labelled,
 in the service's ``search_info`` shape). It writes real Python, runs it in the sandbox and
 builds its answer from the real output. Anything else gets an honest plain answer without
@@ -571,11 +573,13 @@ def _react_task_plan(task: Task) -> Plan:
 _CAPABILITIES_EN = (
     "It runs Python for powers, factorials, Fibonacci numbers, prime counts, sums and "
     "averages (of lists or ranges, also sums of squares), arithmetic expressions, two-step "
-    "requests and fenced Python code blocks."
+    "requests, follow-ups on the previous answer (\"Now divide that by 4.\") and fenced "
+    "Python code blocks."
 )
 _CAPABILITIES_ZH = (
     "我能运行 Python 计算乘方、阶乘、斐波那契数、质数个数、求和与平均值（列表或区间，"
-    "也包括平方和）、算式、两步计算，以及用 ``` 围起来的 Python 代码。"
+    "也包括平方和）、算式、两步计算、对上一个结果的追问（“再除以4”），以及用 ``` 围起来的 "
+    "Python 代码。"
 )
 
 
