@@ -228,3 +228,14 @@ def test_follow_up_reads_the_last_assistant_answer() -> None:
 def test_follow_up_phrasings(text: str, symbol: str, operand: str) -> None:
     follow = find_follow_up(text)
     assert follow is not None and (follow.symbol, follow.operand) == (symbol, operand)
+
+
+def test_follow_up_over_the_compatible_protocol(emulator: Emulator) -> None:
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": "fibonacci(50)"},
+        {"role": "assistant", "content": f"The 50th Fibonacci number is:\n\n{FIB50}"},
+        {"role": "user", "content": "Now divide that by 4."},
+    ]
+    with Client(api_key=KEY, base_url=emulator.base_url, max_retries=0) as client:
+        result = collect(client.stream(build(messages, Options(), "openai")))
+    assert re.search(r"^3146567256\.25$", result.text, re.M), result.text
