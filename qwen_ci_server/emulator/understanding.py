@@ -201,6 +201,9 @@ def _find_aggregate(text: str) -> Task | None:
         (rf"(?:the\s+)?sum\s+of\s+(?:the\s+)?(?P<p>squares|cubes)\s+(?:of\s+)?{_INTEGERS}"
          rf"{_RANGE_EN}",
          lambda m: _range_task(m[2], m[3], False, 2 if m["p"].lower() == "squares" else 3)),
+        (r"(?:the\s+)?sum\s+of\s+the\s+first\s+(\d+)\s+(?P<p>squares|cubes|positive integers)",
+         lambda m: _range_task("1", m[1], False,
+                               {"squares": 2, "cubes": 3}.get(m["p"].lower(), 1))),
         (rf"{_RANGE_ZH}(?P<p>平方|立方)和",
          lambda m: _range_task(m[1], m[2], False, 2 if m["p"] == "平方" else 3)),
         (rf"(?:the\s+)?(?P<op>sum|total|average|mean)\s+(?:of\s+)?{_INTEGERS}{_RANGE_EN}",

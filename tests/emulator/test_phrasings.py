@@ -60,6 +60,8 @@ PHRASINGS: dict[str, list[tuple[str, str]]] = {
         ("Sum of 1 to 100", "5050"),
         ("sum([1, 2, 3])", "6"),
         ("What is the sum of 0.1 and 0.2?", "0.3"),  # exact: not 0.30000000000000004
+        ("Sum of the first 10 squares", "385"),
+        ("the sum of the first 100 positive integers", "5050"),
         ("1到10的平方和", "385"),
         ("从1到100的整数的和是多少", "5050"),
     ],
@@ -128,6 +130,8 @@ NEAR_MISSES = [
     "Sum of squares from 10 to 1",  # an empty range: the model does not guess 1 to 10
     "Sum of squares from 1.5 to 10",
     "Sum of squares of the even numbers from 1 to 10",
+    "Sum of the first 10 numbers",  # from 0 or from 1? not guessed
+    "Sum of the first ten squares",
     "Count the primes",
     "Count the primes less than a hundred",
     "Count the primes between 10 and 100",
