@@ -217,16 +217,20 @@ class ScenarioModel:
         scenario, match = found
         values = _values(match, turn.prompt, turn.runs)
         index = len(turn.runs)
+        # the thinking of a later round continues the earlier one: a blank line between
+        thought = any(run.thinking for run in scenario.runs[: min(index, len(scenario.runs))])
+        sep = "\n\n" if thought else ""
         if turn.code_interpreter and index < len(scenario.runs):
             run = scenario.runs[index]
             pieces: list[Piece] = []
             if run.thinking:
-                pieces.append(Thinking(fill(run.thinking, values)))
+                pieces.append(Thinking(sep + fill(run.thinking, values).lstrip("\n")))
             pieces.append(RunCode(fill(run.code, values)))
             return pieces
         pieces = []
         if scenario.final_thinking:
-            pieces.append(Thinking(fill(scenario.final_thinking, values)))
+            text = fill(scenario.final_thinking, values)
+            pieces.append(Thinking(sep + text.lstrip("\n")))
         pieces.append(Answer(fill(scenario.answer, values)))
         return pieces
 

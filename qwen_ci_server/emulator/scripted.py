@@ -1,11 +1,13 @@
 """The emulator's default model: deterministic and scripted, not a language model.
 
 It answers only what it fully understands (see :mod:`qwen_ci_server.emulator.understanding`),
-in English and Chinese: powers, factorials, Fibonacci numbers, prime counts, sums and
-averages of number lists or ranges (also sums of squares), arithmetic expressions, a
-fenced Python block (run as is), two-step requests ("first compute X, then divide that by
-5", the service page's "运行两次代码解释器..."), a query engine's "average monthly spend"
-over its context, LlamaIndex ReAct agents with a currency-rate tool, and, with
+in English and Chinese, in plain words or as code (``fibonacci(50)``, ``Average of [1, 2,
+3]``): powers, factorials, Fibonacci numbers, prime counts, sums and averages of number
+lists or ranges (also sums of squares), arithmetic expressions, a fenced Python block (run
+as is), two-step requests ("first compute X, then divide that by 5", the service page's
+"运行两次代码解释器..."), follow-ups on the previous answer of the conversation ("Now
+divide that by 4."), the "average monthly spend" over a query engine's or a context chat
+engine's retrieved context, LlamaIndex ReAct agents with a currency-rate tool, and, with
 ``enable_search``, the weather of a few cities from its own search data (clearly labelled,
 in the service's ``search_info`` shape). It writes real Python, runs it in the sandbox and
 builds its answer from the real output. Anything else gets an honest plain answer without
@@ -34,10 +36,12 @@ from qwen_ci_server.emulator.understanding import (
     NUM,
     FollowUp,
     Task,
+    find_follow_up,
     find_task,
     find_two_steps,
     is_chinese,
     only_filler,
+    previous_value,
 )
 from qwen_ci_server.sandbox.limits import RESET_NOTICE, cap
 
@@ -271,6 +275,32 @@ def _two_step_plan(task: Task, follow: FollowUp, zh: bool) -> Plan:
     )
 
 
+def _follow_up_plan(turn: Turn, follow: FollowUp, zh: bool) -> Plan | tuple[str, str]:
+    """"Now divide that by 4.": the operation on the number of the previous answer."""
+    asked = max(i for i, m in enumerate(turn.messages) if m.role == "user")
+    before = [m for m in turn.messages[:asked] if m.role == "assistant"]
+    previous = previous_value(before[-1].text) if before else None
+    if previous is None:
+        if zh:
+            return ("用户说“它”，但之前的回答里没有一个明确的数字，我不猜。",
+                    "我不知道“它”指的是哪个数：之前的对话里没有一个明确的结果。"
+                    "请把数字写出来，例如“123除以4”。")
+        return ("The user refers to an earlier result, but no earlier answer gives one clear "
+                "number, so I will not guess.",
+                "I do not know which number \"that\" refers to: no earlier answer in this "
+                "conversation gives one clear result. Please write the number, for example "
+                "\"123 divided by 4\".")
+    if not turn.code_interpreter:
+        return _plain(turn.prompt, zh, False, Task("", "", "", "follow-up"))
+    task = Task(follow.exact_code(previous), f"{previous} {follow.en}",
+                f"{previous}{follow.zh}", "follow-up")
+    plan = _single_plan(task, zh)
+    note = (f"上一个回答的结果是{_short(previous)}，现在把它{follow.zh}。" if zh else
+            f"The previous answer was {_short(previous)}; now I take that {follow.en}. ")
+    step = plan.steps[0]
+    return Plan((_Step(lambda runs: note + step.thinking(runs), step.code),), plan.finish, zh)
+
+
 # ---------------------------------------------------------------------- query engines
 
 _CONTEXT_QA = re.compile(
@@ -279,8 +309,11 @@ _CONTEXT_QA = re.compile(
     re.DOTALL,
 )
 _MONTHLY = re.compile(
-    r"(?:the\s+)?average\s+(?:monthly\s+(?:spend|spending|cost|costs|expense|expenses)"
-    r"|(?:spend|spending|cost|expense)s?\s+per\s+month)",
+    r"(?:the\s+)?(?:average\s+(?:monthly\s+(?:spend|spending|cost|costs|expense|expenses)"
+    r"|(?:spend|spending|cost|expense)s?\s+per\s+month)"
+    r"|monthly\s+average\s+(?:spend|spending|cost|expense)s?"
+    r"|(?:much|money)\s+(?:was\s+|did\s+(?:we|they)\s+)?(?:spent|spend)\s+(?:per|a|each)\s+"
+    r"month\s+on\s+average)",
     re.IGNORECASE,
 )
 _AMOUNT = re.compile(
@@ -290,11 +323,21 @@ _AMOUNT = re.compile(
 _MONTHS = re.compile(r"\b(?:over|in|across|during)\s+(\d+)\s+months\b", re.IGNORECASE)
 
 
+def _asks_monthly(query: str) -> bool:
+    """True when ``query`` asks for the average monthly spend and nothing else."""
+    match = _MONTHLY.search(query)
+    return match is not None and only_filler(query[: match.start()] + query[match.end() :])
+
+
+def _system_context(turn: Turn) -> str | None:
+    """The system messages' text: where a context chat engine puts what it retrieved."""
+    text = "\n".join(m.text for m in turn.messages if m.role == "system")
+    return text or None
+
+
 def _context_plan(context: str, query: str, zh: bool) -> Plan | tuple[str, str]:
     """A retrieval prompt: the average monthly spend from its context, or a task."""
-    if (match := _MONTHLY.search(query)) and only_filler(
-        query[: match.start()] + query[match.end() :]
-    ):
+    if _asks_monthly(query):
         amounts, months = _AMOUNT.findall(context), _MONTHS.findall(context)
         if len(amounts) == 1 and len(months) == 1:
             whole, fraction, unit = amounts[0]
@@ -530,11 +573,13 @@ def _react_task_plan(task: Task) -> Plan:
 _CAPABILITIES_EN = (
     "It runs Python for powers, factorials, Fibonacci numbers, prime counts, sums and "
     "averages (of lists or ranges, also sums of squares), arithmetic expressions, two-step "
-    "requests and fenced Python code blocks."
+    "requests, follow-ups on the previous answer (\"Now divide that by 4.\") and fenced "
+    "Python code blocks."
 )
 _CAPABILITIES_ZH = (
     "我能运行 Python 计算乘方、阶乘、斐波那契数、质数个数、求和与平均值（列表或区间，"
-    "也包括平方和）、算式、两步计算，以及用 ``` 围起来的 Python 代码。"
+    "也包括平方和）、算式、两步计算、对上一个结果的追问（“再除以4”），以及用 ``` 围起来的 "
+    "Python 代码。"
 )
 
 
@@ -578,6 +623,9 @@ def plan_turn(turn: Turn) -> Plan | tuple[str, str]:
         return react
     if (context := _CONTEXT_QA.search(prompt)) is not None and turn.code_interpreter:
         return _context_plan(context["context"], context["query"], zh)
+    if (turn.code_interpreter and _asks_monthly(prompt)
+            and (system := _system_context(turn)) is not None):
+        return _context_plan(system, prompt, zh)  # a context chat engine's system prompt
     search = turn.options.get("enable_search") is True
     if (weather := _weather_plan(prompt, search, zh)) is not None:
         return weather
@@ -585,6 +633,8 @@ def plan_turn(turn: Turn) -> Plan | tuple[str, str]:
     if two is not None and turn.code_interpreter:
         return _two_step_plan(two[0], two[1], zh)
     task = find_task(prompt)
+    if task is None and (follow := find_follow_up(prompt)) is not None:
+        return _follow_up_plan(turn, follow, zh)
     if task is None or not turn.code_interpreter:
         return _plain(prompt, zh, turn.code_interpreter, task)
     number_only = any(m.role == "system" and _NUMBER_ONLY.search(m.text) for m in turn.messages)

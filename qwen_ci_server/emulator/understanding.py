@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 NUM = r"-?\d+(?:\.\d+)?"
+INT = r"-?\d+"
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 _EN_FILLER = frozenset(
@@ -34,7 +35,7 @@ _ZH_FILLER = (
     "是多少", "等于多少", "等于几", "是几", "多少", "是什么", "计算一下", "计算", "算一下",
     "算算", "请问", "请", "帮我", "帮忙", "用代码解释器", "代码解释器", "用代码", "用python",
     "运行代码", "写代码", "代码", "的值", "结果", "精确地", "精确", "一下", "求出", "求",
-    "告诉我", "等于", "是", "吗", "呢", "的", "值", "用", "来",
+    "告诉我", "统计", "数一数", "等于", "是", "吗", "呢", "的", "值", "用", "来",
 )
 
 
@@ -81,12 +82,35 @@ class Task:
 Finder = Callable[[str], "Task | None"]
 
 
-def _full(pattern: str, text: str, build: Callable[[re.Match[str]], Task]) -> Task | None:
-    """``build(match)`` when ``pattern`` matches and the rest of ``text`` is filler."""
+def _full(pattern: str, text: str,
+          build: Callable[[re.Match[str]], Task | None]) -> Task | None:
+    """``build(match)`` when ``pattern`` matches and the rest of ``text`` is filler
+    (``build`` may still refuse with None)."""
     for match in re.finditer(pattern, text, re.IGNORECASE):
-        if only_filler(_rest(text, match)):
-            return build(match)
+        if only_filler(_rest(text, match)) and (task := build(match)) is not None:
+            return task
     return None
+
+
+def exact_code(setup: str, value: str) -> str:
+    """Python that prints ``value`` (a ``Fraction`` expression, after ``setup``) exactly:
+    an integer or a terminating decimal in full, else the fraction ``p/q``.
+
+    Example:
+        >>> print(exact_code("", "Fraction(10) / 4").splitlines()[-1])
+            print(x)
+    """
+    return (
+        "from decimal import Decimal, Inexact, localcontext\n"
+        "from fractions import Fraction\n"
+        f"{setup}"
+        f"x = {value}\n"
+        "try:\n"
+        "    with localcontext(prec=100_000, traps=[Inexact]):\n"
+        "        print(format(Decimal(x.numerator) / x.denominator, 'f'))\n"
+        "except Inexact:  # not a terminating decimal: the exact fraction\n"
+        "    print(x)"
+    )
 
 
 def _power(base: str, exp: str) -> Task:
@@ -97,6 +121,8 @@ def _find_power(text: str) -> Task | None:
     rules: tuple[tuple[str, Callable[[re.Match[str]], Task]], ...] = (
         (rf"({NUM})\s+(?:to the power of|raised to the power of|raised to|to the)\s+({NUM})"
          r"(?:st|nd|rd|th)?(?:\s+power)?", lambda m: _power(m[1], m[2])),
+        (rf"({NUM})\s+(?:to the power|raised to the)\s+({NUM})", lambda m: _power(m[1], m[2])),
+        (rf"(?:math\.)?pow\(\s*({NUM})\s*,\s*({NUM})\s*\)", lambda m: _power(m[1], m[2])),
         (rf"({NUM})\s*的\s*({NUM})\s*次(?:方|幂)", lambda m: _power(m[1], m[2])),
         (rf"the\s+({NUM})(?:st|nd|rd|th)\s+power\s+of\s+({NUM})", lambda m: _power(m[2], m[1])),
         (rf"({NUM})\s*的\s*平方(?!根|和)", lambda m: _power(m[1], "2")),
@@ -118,6 +144,7 @@ def _factorial(n: str) -> Task:
 
 def _find_factorial(text: str) -> Task | None:
     for pattern in (r"(?:the\s+)?factorial\s+of\s+(\d+)", r"(\d+)\s+factorial",
+                    r"(?:math\.)?factorial\s*\(\s*(\d+)\s*\)", r"(\d+)\s*(?:的)?阶乘",
                     r"(\d+)!(?!=)", r"(\d+)\s*的\s*阶乘"):
         if task := _full(pattern, text, lambda m: _factorial(m[1])):
             return task
@@ -125,9 +152,11 @@ def _find_factorial(text: str) -> Task | None:
 
 
 _LIST = rf"{NUM}(?:\s*(?:,\s*and|,|、|，|\band\b|和|与|及)\s*{NUM})+"
+_BRACKETED = rf"\[\s*{NUM}(?:\s*[,，]\s*{NUM})*\s*\]"
+_NUMBERS = rf"(?:{_LIST}|{_BRACKETED})"
 _INTEGERS = r"(?:(?:all\s+)?(?:the\s+)?(?:integers|whole numbers|numbers)\s+)?"
-_RANGE_EN = rf"(?:from\s+)?({NUM})\s+(?:to|through)\s+({NUM})"
-_RANGE_ZH = rf"(?:从)?\s*({NUM})\s*(?:到|至)\s*({NUM})\s*(?:的)?(?:所有)?(?:整数|自然数)?(?:的)?"
+_RANGE_EN = rf"(?:from\s+)?({INT})\s+(?:to|through)\s+({INT})"
+_RANGE_ZH = rf"(?:从)?\s*({INT})\s*(?:到|至)\s*({INT})\s*(?:的)?(?:所有)?(?:整数|自然数)?(?:的)?"
 
 
 def _numbers(listed: str) -> list[str]:
@@ -135,17 +164,26 @@ def _numbers(listed: str) -> list[str]:
 
 
 def _list_task(listed: str, mean: bool) -> Task:
-    numbers = ", ".join(_numbers(listed))
-    op = "sum(numbers) / len(numbers)" if mean else "sum(numbers)"
+    found = _numbers(listed)
+    numbers = ", ".join(found)
     en, zh = ("the average", "平均值") if mean else ("the sum", "和")
-    return Task(f"numbers = [{numbers}]\n{op}", f"{en} of {numbers}", f"{numbers}的{zh}",
-                "mean" if mean else "sum")
+    kind = "mean" if mean else "sum"
+    describe = (f"{en} of {numbers}", f"{numbers}的{zh}")
+    if not mean and all("." not in n for n in found):
+        return Task(f"numbers = [{numbers}]\nsum(numbers)", *describe, kind)
+    # exact: decimals as written (0.1 + 0.2 is 0.3), an average as a fraction if need be
+    exact = ", ".join(f'Fraction("{n}")' for n in found)
+    value = "sum(numbers) / len(numbers)" if mean else "sum(numbers)"
+    return Task(exact_code(f"numbers = [{exact}]\n", value), *describe, kind)
 
 
-def _range_task(a: str, b: str, mean: bool, power: int = 1) -> Task:
+def _range_task(a: str, b: str, mean: bool, power: int = 1) -> Task | None:
+    if int(a) > int(b):
+        return None  # "from 10 to 1" is not a range the model guesses the meaning of
     if power == 1:
         code = f"numbers = range({a}, {b} + 1)\n"
-        code += "sum(numbers) / len(numbers)" if mean else "sum(numbers)"
+        code = (exact_code(code, "Fraction(sum(numbers), len(numbers))") if mean
+                else code + "sum(numbers)")
         en = f"{'the average' if mean else 'the sum'} of the integers from {a} to {b}"
         zh = f"从{a}到{b}的整数的{'平均值' if mean else '和'}"
         return Task(code, en, zh, "mean" if mean else "sum")
@@ -157,27 +195,36 @@ def _range_task(a: str, b: str, mean: bool, power: int = 1) -> Task:
 
 def _find_aggregate(text: str) -> Task | None:
     def is_mean(m: re.Match[str]) -> bool:
-        return m["op"].lower() in ("average", "mean", "平均值", "平均数")
+        return m["op"].lower() in ("average", "mean", "平均值", "平均数", "平均")
 
-    rules: tuple[tuple[str, Callable[[re.Match[str]], Task]], ...] = (
-        (rf"(?:the\s+)?sum\s+of\s+(?:the\s+)?(?P<p>squares|cubes)\s+of\s+{_INTEGERS}"
+    rules: tuple[tuple[str, Callable[[re.Match[str]], Task | None]], ...] = (
+        (rf"(?:the\s+)?sum\s+of\s+(?:the\s+)?(?P<p>squares|cubes)\s+(?:of\s+)?{_INTEGERS}"
          rf"{_RANGE_EN}",
          lambda m: _range_task(m[2], m[3], False, 2 if m["p"].lower() == "squares" else 3)),
+        (r"(?:the\s+)?sum\s+of\s+the\s+first\s+(\d+)\s+(?P<p>squares|cubes|positive integers)",
+         lambda m: _range_task("1", m[1], False,
+                               {"squares": 2, "cubes": 3}.get(m["p"].lower(), 1))),
         (rf"{_RANGE_ZH}(?P<p>平方|立方)和",
          lambda m: _range_task(m[1], m[2], False, 2 if m["p"] == "平方" else 3)),
-        (rf"(?:the\s+)?(?P<op>sum|total|average|mean)\s+of\s+{_INTEGERS}{_RANGE_EN}",
+        (rf"(?:the\s+)?(?P<op>sum|total|average|mean)\s+(?:of\s+)?{_INTEGERS}{_RANGE_EN}",
          lambda m: _range_task(m[2], m[3], is_mean(m))),
         (rf"{_RANGE_ZH}(?P<op>和|总和|之和|平均值|平均数)",
          lambda m: _range_task(m[1], m[2], is_mean(m))),
         (rf"(?:add up|add)\s+(?:all\s+)?(?:the\s+)?(?:integers|numbers)\s+{_RANGE_EN}",
          lambda m: _range_task(m[1], m[2], False)),
-        (rf"({NUM})\s*加到\s*({NUM})", lambda m: _range_task(m[1], m[2], False)),
-        (rf"(?:the\s+)?(?P<op>sum|total|average|mean)\s+of\s+(?:the\s+numbers\s+)?"
-         rf"(?P<list>{_LIST})", lambda m: _list_task(m["list"], is_mean(m))),
-        (rf"(?P<list>{_LIST})\s*(?:的)?\s*(?P<op>和|总和|之和|平均值|平均数)",
+        (rf"({INT})\s*加到\s*({INT})", lambda m: _range_task(m[1], m[2], False)),
+        (rf"(?:the\s+)?(?P<op>sum|total|average|mean)\s+(?:of\s+)?(?:the\s+numbers\s+)?"
+         rf"(?P<list>{_NUMBERS})", lambda m: _list_task(m["list"], is_mean(m))),
+        (rf"(?P<list>{_NUMBERS})\s*(?:的)?\s*(?P<op>和|总和|之和|平均值|平均数)",
          lambda m: _list_task(m["list"], is_mean(m))),
-        (rf"(?P<list>{_LIST})\s*(?:加起来|相加)", lambda m: _list_task(m["list"], False)),
-        (rf"add\s+up\s+(?P<list>{_LIST})", lambda m: _list_task(m["list"], False)),
+        (rf"(?P<list>{_NUMBERS})\s*(?:加起来|相加)", lambda m: _list_task(m["list"], False)),
+        (rf"add\s+up\s+(?P<list>{_NUMBERS})", lambda m: _list_task(m["list"], False)),
+        (rf"(?P<op>average|mean)\s*\(\s*(?P<list>{_NUMBERS})\s*\)",
+         lambda m: _list_task(m["list"], True)),
+        (rf"(?P<op>sum)\s*\(\s*(?P<list>{_BRACKETED})\s*\)",
+         lambda m: _list_task(m["list"], False)),
+        (rf"(?:求)?(?P<list>{_NUMBERS})\s*的\s*(?P<op>平均)",
+         lambda m: _list_task(m["list"], True)),
     )
     for pattern, build in rules:
         if task := _full(pattern, text, build):
@@ -203,6 +250,9 @@ def _fibonacci(n: str) -> Task:
 def _find_fibonacci(text: str) -> Task | None:
     for pattern in (r"(?:the\s+)?(\d+)(?:st|nd|rd|th)\s+fibonacci\s+number",
                     r"fibonacci\s+number\s+(?:number\s+)?(\d+)",
+                    r"fib(?:onacci)?\s*\(\s*(\d+)\s*\)",
+                    r"(?:the\s+)?fibonacci\s+(?:number\s+)?(?:of|for)\s+(\d+)",
+                    r"斐波那契(?:数列|数)?\s*\(\s*(\d+)\s*\)",
                     r"第\s*(\d+)\s*(?:个|项)\s*斐波那契数(?:列)?(?:的值)?",
                     r"斐波那契数列的?第\s*(\d+)\s*(?:个数|项)"):
         if task := _full(pattern, text, lambda m: _fibonacci(m[1])):
@@ -230,15 +280,23 @@ def _primes(limit: str, inclusive: bool) -> Task:
 
 def _find_primes(text: str) -> Task | None:
     primes = r"(?:prime numbers|primes)"
+    below = r"(?:below|less than|under|smaller than|lower than|<)"
+    upto = r"(?:up to|not exceeding|at most|less than or equal to|<=|≤)"
     rules: tuple[tuple[str, Callable[[re.Match[str]], Task]], ...] = (
-        (rf"how many {primes} (?:are there\s+)?(?:are\s+)?(?:below|less than|under|smaller than)"
-         r"\s+(\d+)", lambda m: _primes(m[1], False)),
-        (rf"how many {primes} (?:are there\s+)?(?:are\s+)?(?:up to|not exceeding|"
-         r"less than or equal to)\s+(\d+)", lambda m: _primes(m[1], True)),
-        (rf"(?:the\s+)?number of {primes} (?:below|less than|under)\s+(\d+)",
+        (rf"how many {primes} (?:are there\s+)?(?:are\s+)?(?:there\s+)?{below}\s+(\d+)"
+         r"(?:\s+are there)?", lambda m: _primes(m[1], False)),
+        (rf"how many {primes} (?:are there\s+)?(?:are\s+)?(?:there\s+)?{upto}\s+(\d+)"
+         r"(?:\s+are there)?", lambda m: _primes(m[1], True)),
+        (rf"(?:the\s+)?(?:number|count) of {primes} {below}\s+(\d+)",
          lambda m: _primes(m[1], False)),
-        (r"(?:小于|低于)\s*(\d+)\s*的(?:质数|素数)(?:有)?(?:多少个|几个|的个数)",
+        (rf"(?:the\s+)?(?:number|count) of {primes} {upto}\s+(\d+)",
+         lambda m: _primes(m[1], True)),
+        (rf"count (?:all\s+)?(?:the\s+)?{primes} {below}\s+(\d+)", lambda m: _primes(m[1], False)),
+        (rf"count (?:all\s+)?(?:the\s+)?{primes} {upto}\s+(\d+)", lambda m: _primes(m[1], True)),
+        (r"(?:小于|低于)\s*(\d+)\s*的(?:质数|素数)(?:有)?(?:多少个|几个|的个数|个数)",
          lambda m: _primes(m[1], False)),
+        (r"(?:不超过|不大于|小于等于)\s*(\d+)\s*的(?:质数|素数)(?:有)?(?:多少个|几个|的个数|个数)",
+         lambda m: _primes(m[1], True)),
         (r"(\d+)\s*以内(?:的|有)?(?:多少个|几个)?(?:质数|素数)(?:有)?(?:多少个|几个|的个数)?",
          lambda m: _primes(m[1], True)),
     )
@@ -363,7 +421,7 @@ def find_task(text: str) -> Task | None:
         if task := finder(text):
             if places is not None:
                 return _to_places(task, int(places[1] or places[2]))
-            return _exactly(task) if exact else task
+            return _exactly(task) if exact else _decimals_as_written(task)
     return None
 
 
@@ -406,6 +464,15 @@ def _to_places(task: Task, places: int) -> Task | None:
                 f"{task.zh}（保留{places}位小数）", "expression")
 
 
+def _decimals_as_written(task: Task) -> Task:
+    """An expression with decimals (``0.1 + 0.2``) computed exactly, not in binary floats:
+    0.3, never 0.30000000000000004 (only ``+ - * /``; anything else is left to Python)."""
+    if (task.kind != "expression" or not re.search(r"\d\.\d", task.code)
+            or re.search(r"\*\*|//|%", task.code)):
+        return task
+    return Task(exact_code("", _fraction_expression(task.code)), task.en, task.zh, "expression")
+
+
 def _exactly(task: Task) -> Task:
     """``task`` computed without floats: exact fractions with a division, exact decimals
     otherwise (a result that would need rounding is an error, not a rounded value)."""
@@ -442,6 +509,17 @@ class FollowUp:
     def code(self, previous: str) -> str:
         """Python applying the operation to the previous result (as a literal)."""
         return f"{previous} {self.symbol} {self.operand}"
+
+    def exact_code(self, previous: str) -> str:
+        """Python printing the operation on ``previous`` exactly (fractions, never floats).
+
+        Example:
+            >>> FollowUp("/", "4", "divided by 4", "除以4").exact_code("10").splitlines()[2]
+            'x = Fraction("10") / Fraction("4")'
+        """
+        operand = (self.operand if self.symbol == "**" and "." not in self.operand
+                   else f'Fraction("{self.operand}")')
+        return exact_code("", f'Fraction("{previous}") {self.symbol} {operand}')
 
 
 _THAT = r"(?:(?:that|it|this|the result|the previous result|the first result|the answer)\s+)?"
@@ -485,6 +563,7 @@ _FIRST = re.compile(
 def _find_follow_up(text: str) -> FollowUp | None:
     cleaned = text.strip().rstrip(".。!！?？ ")
     cleaned = re.sub(r"^(?:please\s+|请)", "", cleaned, flags=re.IGNORECASE)
+    cleaned = re.sub(r"\s+please$", "", cleaned, flags=re.IGNORECASE)
     for pattern, symbol, en, zh in _FOLLOW_UPS:
         if match := re.fullmatch(pattern, cleaned, re.IGNORECASE):
             n = match.group(1)
@@ -514,3 +593,45 @@ def find_two_steps(text: str) -> tuple[Task, FollowUp] | None:
     if task is None or follow is None or task.kind == "code":
         return None
     return task, follow
+
+
+# ---------------------------------------------------------------------- follow-ups
+
+_LEAD = re.compile(
+    r"^\s*(?:(?:and\s+)?(?:now|then|next)\s*[,:]?\s+|and\s+|ok(?:ay)?[,.]?\s+(?:now\s+)?)"
+    r"|^\s*(?:现在|然后|接着|那么|再|好的?[，,]?)\s*(?:再)?",
+    re.IGNORECASE,
+)
+_VALUE = rf"{NUM}(?:/\d+)?"
+
+
+def find_follow_up(text: str) -> FollowUp | None:
+    """An operation on "that" (the previous answer): ``Now divide that by 4.``, ``再除以4``.
+
+    Example:
+        >>> find_follow_up("Now divide that by 4.").code("x")
+        'x / 4'
+        >>> find_follow_up("Now divide the banana by 4.") is None
+        True
+    """
+    return _find_follow_up(_LEAD.sub("", text.strip(), count=1))
+
+
+def previous_value(answer: str) -> str | None:
+    """The number an earlier answer gave: the one number on a line of its own (how the
+    scripted model answers), else the only number in the text; None when it is unclear.
+
+    Example:
+        >>> previous_value("The 10th Fibonacci number is:\\n\\n55\\n")
+        '55'
+        >>> previous_value("3 apples and 4 pears") is None
+        True
+    """
+    alone = {line.strip() for line in answer.splitlines()
+             if re.fullmatch(_VALUE, line.strip())}
+    if len(alone) == 1:
+        return alone.pop()
+    if alone:
+        return None
+    found = set(re.findall(rf"(?<![\w./]){_VALUE}(?![\w/]|\.\d)", answer))
+    return found.pop() if len(found) == 1 else None

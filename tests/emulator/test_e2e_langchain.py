@@ -65,7 +65,7 @@ def test_stream_adds_up_to_invoke(emulator: Emulator, protocol: str) -> None:
 async def test_async(emulator: Emulator, protocol: str) -> None:
     model = llm(emulator, protocol)
     message = await model.ainvoke("What is the average of 3, 4 and 8?")
-    assert "5.0" in message.content
+    assert str(message.content).endswith("is:\n\n5")  # exact: 5, not 5.0
     pieces = [chunk async for chunk in model.astream([HumanMessage("What is 12 * 12?")])]
     assert "144" in "".join(str(p.content) for p in pieces)
     batch = await model.abatch(["What is 2**8?", "Hello"])

@@ -68,6 +68,15 @@ def test_scenario_with_several_runs_keeps_state(scripted: Emulator) -> None:
     assert result.reasoning.endswith("The result is 42.")
 
 
+def test_thinking_of_consecutive_runs_is_kept_apart(scripted: Emulator) -> None:
+    """Each round's thinking starts on its own paragraph, not glued to the previous one."""
+    result = ask(scripted, "please double it")
+    assert result.reasoning == ("First set x.\n\nx is set; now double it.\n\n"
+                                "The result is 42.")
+    one = ask(scripted, "What is the weather in Rome?")  # one thinking: nothing to separate
+    assert one.reasoning == "I will look up the weather in Rome."
+
+
 def test_scenario_without_code_and_error_placeholder(scripted: Emulator) -> None:
     result = ask(scripted, "no code here")
     assert result.code_runs == [] and result.text == "Plain: no code here"

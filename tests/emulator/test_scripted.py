@@ -13,6 +13,7 @@ from qwen_ci_server.emulator import Engine, Generation, Message, ScriptedModel
 from qwen_ci_server.emulator.engine import estimate_tokens, split_text
 from qwen_ci_server.emulator.model import Answer, Model, Run, RunCode, Thinking, Turn
 from qwen_ci_server.emulator.scripted import find_task, find_two_steps, plan_for
+from qwen_ci_server.emulator.understanding import exact_code
 from qwen_ci_server.sandbox import ExecutionResult
 from tests.emulator.conftest import KEY, ask
 
@@ -36,9 +37,13 @@ def first_code(prompt: str) -> str | None:
         ("Compute 25!", "import math\nmath.factorial(25)"),
         ("30的阶乘是多少？", "import math\nmath.factorial(30)"),
         ("What is the sum of 3, 5 and 7?", "numbers = [3, 5, 7]\nsum(numbers)"),
-        ("Average of 1, 2, 3.5 and 10", "numbers = [1, 2, 3.5, 10]\nsum(numbers) / len(numbers)"),
+        ("Average of 1, 2, 3.5 and 10", exact_code(
+            'numbers = [Fraction("1"), Fraction("2"), Fraction("3.5"), Fraction("10")]\n',
+            "sum(numbers) / len(numbers)")),
         ("求 4、8、15、16 的和", "numbers = [4, 8, 15, 16]\nsum(numbers)"),
-        ("1, 2, 3 的平均值是多少", "numbers = [1, 2, 3]\nsum(numbers) / len(numbers)"),
+        ("1, 2, 3 的平均值是多少", exact_code(
+            'numbers = [Fraction("1"), Fraction("2"), Fraction("3")]\n',
+            "sum(numbers) / len(numbers)")),
         ("What is the sum of the integers from 1 to 100?",
          "numbers = range(1, 100 + 1)\nsum(numbers)"),
         ("What is 12 * (3 + 4)?", "12 * (3 + 4)"),
