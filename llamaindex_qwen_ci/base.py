@@ -32,7 +32,7 @@ from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from llamaindex_qwen_ci.tracing import CodeReporter
 from qwen_ci.client import DEFAULT_MAX_RETRIES
-from qwen_ci.config import API_KEY_ENV, DEFAULT_MODEL, DEFAULT_REGION, model_info
+from qwen_ci.config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_MODEL, DEFAULT_REGION, model_info
 from qwen_ci.errors import InvalidRequestError
 from qwen_ci.events import CodeRun, Event, Finish, ReasoningDelta, SearchInfo, TextDelta, ToolRun
 from qwen_ci.request import SERVICE_OPTIONS, TOOLS_ERROR, WireRequest, build, check_no_tools
@@ -62,6 +62,10 @@ _ROLES: dict[MessageRole, str] = {
 def _api_key_from_env() -> SecretStr | None:
     value = os.environ.get(API_KEY_ENV)
     return SecretStr(value) if value else None
+
+
+def _base_url_from_env() -> str | None:
+    return os.environ.get(BASE_URL_ENV) or None
 
 
 class QwenCodeInterpreter(LLM):
@@ -120,7 +124,7 @@ class QwenCodeInterpreter(LLM):
         description=f"DashScope API key ({API_KEY_ENV}); keys belong to one region.",
     )
     base_url: str | None = Field(
-        default=None,
+        default_factory=_base_url_from_env,  # read when the model is built, as the key is
         description="Service root, e.g. https://dashscope.aliyuncs.com (DASHSCOPE_BASE_URL).",
     )
     region: str = Field(

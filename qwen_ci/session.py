@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import threading
 import weakref
 from collections import deque
@@ -32,6 +33,7 @@ from typing import Any
 import httpx
 
 from qwen_ci.client import DEFAULT_MAX_RETRIES, AsyncClient, Client
+from qwen_ci.config import BASE_URL_ENV
 from qwen_ci.errors import InvalidRequestError
 from qwen_ci.events import Event
 from qwen_ci.request import SERVICE_OPTIONS, Options, WireRequest, check_no_tools, deep_merge
@@ -384,6 +386,9 @@ def session_for(owner: object, api_key: str | None, transport: Mapping[str, Any]
     """
     key = (
         hashlib.sha256(api_key.encode()).hexdigest() if api_key else None,
+        # without base_url the client reads DASHSCOPE_BASE_URL when the session is made:
+        # models built under another value must not share a session pointing elsewhere
+        None if transport.get("base_url") else os.environ.get(BASE_URL_ENV),
         repr(sorted(transport.items())),
     )
     owner_id = id(owner)

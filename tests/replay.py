@@ -64,12 +64,14 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.owner.changed:
             self.server.owner.connections += 1
             self.server.owner.open_connections += 1
+            self.server.owner.sockets.add(self.connection)
 
     def finish(self) -> None:
         with contextlib.suppress(OSError):
             super().finish()
         with self.server.owner.changed:
             self.server.owner.open_connections -= 1
+            self.server.owner.sockets.discard(self.connection)
             self.server.owner.changed.notify_all()
 
     def do_POST(self) -> None:
@@ -148,6 +150,7 @@ class ReplayServer:
         self.disconnects = 0  # replies cut short because the client went away
         self.connections = 0  # TCP connections accepted so far
         self.open_connections = 0  # TCP connections open now
+        self.sockets: set[socket.socket] = set()  # the open connections, closed by stop()
         self.chooser: Callable[[Recorded], Reply] | None = None  # picks a reply per request
         self.replies: deque[Reply] = deque()
         self.default: Reply | None = None
@@ -187,9 +190,17 @@ class ReplayServer:
         return self
 
     def stop(self) -> None:
+        """Stop accepting and close the open connections too: a stopped server must not
+        keep answering on a client's pooled keep-alive connection (a later server on the
+        same port would then miss that client's requests)."""
         self.stopped.set()
         self._server.shutdown()
         self._server.server_close()
+        with self.changed:
+            sockets = list(self.sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> ReplayServer:
         return self.start()

@@ -5,7 +5,9 @@
 - ``asyncio.run`` per job on one model kept each loop's pool (and socket) alive;
 - a LlamaIndex model collected before its stream was read left the pool that stream
   reopened open;
-- replacing a session left the pools of other, still running, loops open.
+- replacing a session left the pools of other, still running, loops open;
+- models built without ``base_url`` under another ``DASHSCOPE_BASE_URL`` shared the first
+  one's session, so their requests went to the first server.
 
 Connections are counted on the 127.0.0.1 replay server.
 """
@@ -208,3 +210,37 @@ async def test_instances_with_the_same_settings_share_one_pool(answering: Replay
     assert answering.connections == 3
     assert other._get_session() is not base._get_session()
     assert base.model_copy()._get_session() is base._get_session()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_models_from_another_base_url_env_do_not_share_a_session(
+        kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker (or a notebook) that points DASHSCOPE_BASE_URL elsewhere and builds a new
+    model gets the new server, not a pooled connection to the old one."""
+    cls: Any = ChatQwenCodeInterpreter if kind == "langchain" else QwenCodeInterpreter
+    with ReplayServer() as first, ReplayServer() as second:
+        first.default = second.default = Reply(ANSWER)
+        monkeypatch.setenv("DASHSCOPE_BASE_URL", first.base_url)
+        one = cls(api_key="sk-long", max_retries=0)
+        assert call(one) == "42"
+        monkeypatch.setenv("DASHSCOPE_BASE_URL", second.base_url)
+        two = cls(api_key="sk-long", max_retries=0)
+        assert call(two) == "42" and call(one) == "42"
+        assert (len(first.requests), len(second.requests)) == (2, 1)
+
+
+def test_sessions_without_base_url_follow_the_env_they_were_made_under(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core's shared sessions: no base_url means DASHSCOPE_BASE_URL at creation, so
+    a different value is a different session (an adapter may leave base_url unset)."""
+    from qwen_ci.session import session_for
+
+    class Owner:
+        pass
+
+    first_owner, second_owner = Owner(), Owner()
+    monkeypatch.setenv("DASHSCOPE_BASE_URL", "http://127.0.0.1:1")
+    first = session_for(first_owner, "sk-long", {"base_url": None, "timeout": 5.0})
+    monkeypatch.setenv("DASHSCOPE_BASE_URL", "http://127.0.0.1:2")
+    second = session_for(second_owner, "sk-long", {"base_url": None, "timeout": 5.0})
+    assert first is not second
