@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import threading
 import weakref
 from collections import deque
@@ -32,6 +33,7 @@ from typing import Any
 import httpx
 
 from qwen_ci.client import DEFAULT_MAX_RETRIES, AsyncClient, Client
+from qwen_ci.config import BASE_URL_ENV
 from qwen_ci.errors import InvalidRequestError
 from qwen_ci.events import Event
 from qwen_ci.request import SERVICE_OPTIONS, Options, WireRequest, check_no_tools, deep_merge
@@ -382,6 +384,10 @@ def session_for(owner: object, api_key: str | None, transport: Mapping[str, Any]
         >>> first is session_for(Model(), "sk-...", {"timeout": 60.0})
         False
     """
+    if not transport.get("base_url"):
+        # DASHSCOPE_BASE_URL, read now: a session made while it named another server is
+        # not handed to an instance made after it changed
+        transport = {**transport, "base_url": os.environ.get(BASE_URL_ENV) or None}
     key = (
         hashlib.sha256(api_key.encode()).hexdigest() if api_key else None,
         repr(sorted(transport.items())),

@@ -208,3 +208,26 @@ async def test_instances_with_the_same_settings_share_one_pool(answering: Replay
     assert answering.connections == 3
     assert other._get_session() is not base._get_session()
     assert base.model_copy()._get_session() is base._get_session()
+
+
+# ---------------------------------------------------------------- DASHSCOPE_BASE_URL changes
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_model_made_after_the_base_url_env_changed_calls_the_new_server(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Models without ``base_url`` read ``DASHSCOPE_BASE_URL``. A session made while it
+    named another server (kept alive by an earlier model) was handed to a model made after
+    it changed, which then called the old server (found by `make test-fast`: a docstring
+    test reached a replay server an earlier test had stopped)."""
+    cls: Any = ChatQwenCodeInterpreter if kind == "langchain" else QwenCodeInterpreter
+    with ReplayServer() as old, ReplayServer() as new:
+        old.chooser = new.chooser = lambda _: Reply(ANSWER)
+        monkeypatch.setenv("DASHSCOPE_BASE_URL", old.base_url)
+        earlier = cls(api_key="sk-long", max_retries=0)
+        assert call(earlier) == "42"
+        monkeypatch.setenv("DASHSCOPE_BASE_URL", new.base_url)
+        later = cls(api_key="sk-long", max_retries=0)
+        assert call(later) == "42"
+        assert (len(old.requests), len(new.requests)) == (1, 1)
