@@ -65,5 +65,7 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# everything the targets made here: the venv, the side environments of tests/ecosystem (.venvs),
+# caches and build metadata (uv's and pip's download caches in ~/.cache are shared, kept)
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venvs .pytest_cache .mypy_cache .ruff_cache *.egg-info build dist
