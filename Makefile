@@ -27,6 +27,7 @@ bwrap:
 	  --unshare-all --die-with-parent true 2>/tmp/qwen-ci-bwrap-check.txt || \
 	  echo "warning: bwrap cannot create a sandbox here ($$(cat /tmp/qwen-ci-bwrap-check.txt)): \
 	qwen-ci serve will refuse to start; see docs/SECURITY.md (Why bubblewrap fails)"
+	@rm -f /tmp/qwen-ci-bwrap-check.txt
 
 install: $(STAMP) bwrap
 
