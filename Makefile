@@ -27,6 +27,7 @@ bwrap:
 	  --unshare-all --die-with-parent true 2>/tmp/qwen-ci-bwrap-check.txt || \
 	  echo "warning: bwrap cannot create a sandbox here ($$(cat /tmp/qwen-ci-bwrap-check.txt)): \
 	qwen-ci serve will refuse to start; see docs/SECURITY.md (Why bubblewrap fails)"
+	@rm -f /tmp/qwen-ci-bwrap-check.txt
 
 install: $(STAMP) bwrap
 
@@ -65,5 +66,7 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# everything the targets made here: the venv, the side environments of tests/ecosystem (.venvs),
+# caches and build metadata (uv's and pip's download caches in ~/.cache are shared, kept)
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venvs .pytest_cache .mypy_cache .ruff_cache *.egg-info build dist

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -104,6 +105,69 @@ OPENAI_NO_CODE = (
 )
 
 
+class _Wrap:
+    """Streamed text for a plain terminal, wrapped at word boundaries to ``width``
+    (a word is held until it is complete; lines inside ``` code blocks are not wrapped).
+
+    Example:
+        >>> import io
+        >>> out = io.StringIO()
+        >>> wrap = _Wrap(out, 12)
+        >>> wrap.write("The quick brown fox jumps")
+        >>> wrap.end()
+        >>> out.getvalue()
+        'The quick\\nbrown fox\\njumps\\n'
+    """
+
+    def __init__(self, out: TextIO, width: int) -> None:
+        self.out, self.width = out, max(width, 10)
+        self.column = 0  # characters on the current line
+        self.word = ""  # a word not yet written (it may go on)
+        self.space = ""  # spaces after the last word written, not yet written
+        self.line = ""  # the current line's text (to see a ``` fence)
+        self.code = False  # inside a ``` code block
+
+    def write(self, text: str) -> None:
+        for char in text:
+            if char == "\n":
+                self._flush()
+                self.out.write(self.space if self.code else "")
+                self.out.write("\n")
+                self.space = ""
+                if self.line.lstrip().startswith("```"):
+                    self.code = not self.code
+                self.column, self.line = 0, ""
+                continue
+            self.line += char
+            if self.code:
+                self.out.write(self.space + char)
+                self.space = ""
+                self.column += 1
+            elif char in " \t":
+                self._flush()
+                self.space += char  # written before the next word if it fits the line
+            else:
+                self.word += char
+                if len(self.word) >= self.width:  # longer than a line: cut it
+                    self._flush()
+
+    def _flush(self) -> None:
+        if not self.word:
+            return
+        if self.column and self.column + len(self.space) + len(self.word) > self.width:
+            self.out.write("\n")  # the spaces before the word become the line break
+            self.column, self.space = 0, ""
+        self.out.write(self.space + self.word)
+        self.column += len(self.space) + len(self.word)
+        self.word = self.space = ""
+
+    def end(self) -> None:
+        """End the segment: write the held word and a line break."""
+        self._flush()
+        self.out.write("\n")
+        self.column, self.line, self.code, self.space = 0, "", False, ""
+
+
 class _Renderer:
     """Streams thinking (dim), a spinner while code runs, each code block highlighted, and
     the answer as Markdown rendered live (rich); plain text without rich."""
@@ -116,7 +180,8 @@ class _Renderer:
             from rich.console import Console
             from rich.live import Live
 
-            self.console = Console(file=out, highlight=False, soft_wrap=True,
+            # thinking and answer wrap at word boundaries; the last lines never wrap
+            self.console = Console(file=out, highlight=False, soft_wrap=False,
                                    force_terminal=force_terminal)
             self.live = Live(console=self.console, refresh_per_second=12,
                              vertical_overflow="visible")
@@ -126,6 +191,7 @@ class _Renderer:
         self.buffer = ""  # the current segment's text
         self.usage: Any = None
         self.request_id: str | None = None
+        self.wrap = _Wrap(out, shutil.get_terminal_size().columns)  # without rich
 
     # the live region holds the current segment; a finished one is printed for good
     def _show(self) -> None:
@@ -155,7 +221,7 @@ class _Renderer:
             elif self.mode == "answer":
                 self.console.print(Markdown(self.buffer))
         elif self.console is None and self.mode in ("thinking", "answer"):
-            self.out.write("\n")
+            self.wrap.end()
         self.mode, self.buffer = "", ""
         self._show()
 
@@ -233,7 +299,7 @@ class _Renderer:
     def _append(self, text: str) -> None:
         self.buffer += text
         if self.console is None:
-            self.out.write(text)
+            self.wrap.write(text)
             self.out.flush()
         else:
             self._show()
@@ -260,7 +326,7 @@ class _Renderer:
             lines.append(f"request_id: {request_id}")  # its own line: never wrapped inside
         for line in lines:
             if self.console is not None:
-                self.console.print(line, style="dim", markup=False)
+                self.console.print(line, style="dim", markup=False, soft_wrap=True)
             else:
                 self.out.write(line + "\n")
         self.out.flush()

@@ -384,11 +384,12 @@ def session_for(owner: object, api_key: str | None, transport: Mapping[str, Any]
         >>> first is session_for(Model(), "sk-...", {"timeout": 60.0})
         False
     """
+    if not transport.get("base_url"):
+        # DASHSCOPE_BASE_URL, read now: a session made while it named another server is
+        # not handed to an instance made after it changed
+        transport = {**transport, "base_url": os.environ.get(BASE_URL_ENV) or None}
     key = (
         hashlib.sha256(api_key.encode()).hexdigest() if api_key else None,
-        # without base_url the client reads DASHSCOPE_BASE_URL when the session is made:
-        # models built under another value must not share a session pointing elsewhere
-        None if transport.get("base_url") else os.environ.get(BASE_URL_ENV),
         repr(sorted(transport.items())),
     )
     owner_id = id(owner)

@@ -129,3 +129,54 @@ def test_spinner_runs_from_the_services_run_start_to_the_code_panel() -> None:
     assert kinds.index("CodeStart") < kinds.index("CodeRun")
     assert plain.index("running code (run 1)...") < plain.index("code run 1")
     assert "1267650600228229401496703205376" in plain
+
+
+THINKING = ("The user asks for 2**100. To get the exact value I will run Python `2**100` in "
+            "the code interpreter instead of computing it by hand.")
+
+
+@pytest.mark.parametrize("with_rich", [True, False], ids=["rich", "plain"])
+def test_long_lines_wrap_at_word_boundaries_in_a_narrow_terminal(
+    with_rich: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``qwen-ci ask`` against the emulator with COLUMNS=40: thinking and answer lines fit
+    the terminal and break between words, with rich and without it; the usage and
+    request id lines are never broken."""
+    from qwen_ci_server.emulator import Emulator
+
+    monkeypatch.setenv("COLUMNS", "40")
+    if not with_rich:
+        for module in ("rich", "rich.console", "rich.live"):
+            monkeypatch.setitem(sys.modules, module, None)  # import rich fails: plain text
+    with Emulator(pool_size=1) as emu:
+        code, out = ask("--base-url", emu.base_url, "--api-key", "sk", "What is 2**100?")
+    assert code == 0, out
+    assert ("─" in out) is with_rich  # rich's rules, or the plain headers
+    lines = out.rstrip("\n").split("\n")
+    assert lines[-1].startswith("request_id: ") and lines[-2].startswith("tokens: ")
+    body = [line.rstrip() for line in lines[:-2]]
+    assert max(len(line) for line in body) <= 40, "\n".join(body)
+    # every word whole on one line: the thinking reads back word for word
+    words = [word for line in body for word in line.split()]
+    start = words.index("user") - 1
+    assert " ".join(words[start:start + len(THINKING.split())]) == THINKING
+    assert "1267650600228229401496703205376" in words
+    assert " ".join(words[-5:]) == "That is a 31-digit number."
+
+
+def test_plain_wrapping_keeps_code_blocks_and_cuts_only_overlong_words() -> None:
+    from qwen_ci.cli import _Wrap
+
+    out = io.StringIO()
+    wrap = _Wrap(out, 20)
+    text = ("Run this code to see the value:\n```python\n"
+            "print(sum(i * i for i in range(1, 11)))\n```\nIt prints 385, the sum of "
+            "squares. " + "x" * 45)
+    for piece in re.findall(r".{1,3}", text, re.S):  # streamed in small deltas
+        wrap.write(piece)
+    wrap.end()
+    assert out.getvalue().split("\n") == [
+        "Run this code to see", "the value:", "```python",
+        "print(sum(i * i for i in range(1, 11)))",  # code: never re-wrapped
+        "```", "It prints 385, the", "sum of squares.",
+        "x" * 20, "x" * 20, "x" * 5, ""]

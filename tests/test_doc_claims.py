@@ -8,6 +8,7 @@ runs: the code ran, the result is in the answer, ``search_info`` is there.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from qwen_ci_server.emulator import Emulator
-from tests.fc_server import FunctionCallingServer
 
 ROOT = Path(__file__).resolve().parents[1]
 BIG = "77269364466549865653073473388030061522211723"
@@ -37,14 +37,18 @@ def emulator() -> Iterator[Emulator]:
 
 
 def run_all(path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-local")
+    """Run ``path``'s snippets in order with exactly the variables the docs export for the
+    emulator (README "Setup"; docs/langchain.md "Your tools and the interpreter": the
+    agent's function-calling qwen-plus is the emulator's own, in compatible mode)."""
+    for name in [name for name in os.environ if name.startswith(("DASHSCOPE_", "OPENAI_"))]:
+        monkeypatch.delenv(name)
     monkeypatch.setenv("DASHSCOPE_BASE_URL", emulator.base_url)
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-local")
+    monkeypatch.setenv("OPENAI_BASE_URL", emulator.base_url + "/compatible-mode/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-local")
     namespace: dict[str, object] = {"__name__": path.stem}
-    with FunctionCallingServer() as agent_model:  # the agent recipe's tool-calling model
-        monkeypatch.setenv("OPENAI_BASE_URL", agent_model.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-agent")
-        for index, code in enumerate(snippets(path)):
-            exec(compile(code, f"{path.name} snippet {index + 1}", "exec"), namespace)
+    for index, code in enumerate(snippets(path)):
+        exec(compile(code, f"{path.name} snippet {index + 1}", "exec"), namespace)
 
 
 @pytest.mark.timeout(120)
@@ -78,8 +82,10 @@ def test_langchain_guide_snippets_do_what_the_guide_says(
     assert re.search(r"^1229$", out, re.M)
     # content blocks: a run id and the code
     assert re.search(r"^\S+ 123\*\*21$", out, re.M)
-    # the agent recipe: the rate tool, then the interpreter computed the product
-    assert "1234.5 USD is " in out and "1135.74 (in euros)." in out
+    # the agent recipe, against the emulator's function-calling qwen-plus: the rate tool,
+    # then the interpreter (the python tool) computed the product
+    assert ("1234.5 USD is 1135.74 EUR (1234.5 × 0.92, the rate exchange_rate returned; "
+            "computed by python).") in out
     # errors and retries: the fallback chain answers
     assert "1024" in out
     assert "I do not fully understand" not in out and "没有完全理解" not in out

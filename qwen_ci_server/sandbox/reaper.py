@@ -21,6 +21,7 @@ directory, so a reused pid is not mistaken for the dead server.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import json
@@ -66,6 +67,20 @@ def claim() -> None:
         os.close(fd)
         return
     _LOCKS[pid] = fd
+    atexit.register(_release, pid, path)
+
+
+def _release(pid: int, path: str) -> None:
+    """At a clean exit, remove this process's lock file (a killed server's is removed by
+    the next start's reaping); never in a forked child, which does not own it."""
+    if os.getpid() != pid:
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    fd = _LOCKS.pop(pid, None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def owner_alive(pid: int) -> bool:

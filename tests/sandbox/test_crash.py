@@ -114,3 +114,16 @@ def test_the_next_start_reaps_what_a_dead_server_left(
     assert "reaped what a dead server left" in done.stderr
     assert f"servers {proc.pid}" in done.stderr or str(proc.pid) in done.stderr
     assert _wait_gone(info, 30) == []
+
+
+def test_a_server_that_exits_cleanly_leaves_no_lock_file(tmp_path: Path) -> None:
+    """Each server held /tmp/qwen-ci-owner-<pid>.lock and left it behind (one empty file
+    per test process, reaped only by a later start). A clean exit removes its own now."""
+    code = ("import os; from qwen_ci_server.sandbox import reaper; reaper.claim(); "
+            "print(reaper._lock_path(os.getpid()), os.path.exists("
+            "reaper._lock_path(os.getpid())))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True, env={**os.environ, "TMPDIR": str(tmp_path)})
+    path, existed = done.stdout.split()
+    assert existed == "True" and path.startswith(str(tmp_path))
+    assert not os.path.exists(path)

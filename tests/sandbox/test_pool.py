@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import pytest
 
@@ -18,11 +17,13 @@ async def test_warm_pool_hands_out_kernels_without_waiting() -> None:
     async with KernelPool(size=2, limits=LIMITS) as pool:
         await pool.wait_warm()
         assert pool.warm == 2
-        started = time.monotonic()
+        warm = {id(kernel) for kernel in pool._warm}
         async with pool.session() as session:
             result = await session.run("21 * 2")
+            # no kernel start on the request path: the request got a kernel started
+            # before it (checked by identity, not by a timing that a busy host breaks)
+            assert id(session.kernel) in warm
         assert result.result == "42"
-        assert time.monotonic() - started < 0.5  # no kernel start on the request path
         await pool.wait_warm()  # refilled
     assert wait_no_descendants() == set()
 
