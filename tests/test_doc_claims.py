@@ -133,8 +133,8 @@ def test_llamaindex_guide_snippets_do_what_the_guide_says(
     # completion: 2**100 and its run
     assert "1267650600228229401496703205376" in out
     assert "[{'type': 'code_interpreter', 'code_interpreter': {'code': '2**100'}}]" in out
-    # query engine: total / months, not an average of every number in the document
-    assert "176366.71 EUR" in out
+    # query engine and context chat engine: total / months, not an average of every number
+    assert out.count("176366.71 EUR") >= 2
     # code_runs(): the runs of the calls inside the query engine and the chat engine
     assert "ran: 'total = 1234567\\nmonths = 7" in out and "ran: '2**10 // 4', request " in out
     # ReAct agent: the tool call the guide shows and the interpreter's run
