@@ -44,7 +44,8 @@ class Limits:
     cpu: int = 120
     """CPU seconds of the kernel over its whole life, one request (``RLIMIT_CPU``)."""
     open_files: int = 256
-    """Open file descriptors per process (``RLIMIT_NOFILE``)."""
+    """Open file descriptors per process (``RLIMIT_NOFILE``); at least
+    :data:`MIN_OPEN_FILES`: the kernel itself holds about 60 (its ZeroMQ sockets)."""
     file_size: int = 64 << 20
     """Largest file a process may write, in bytes (``RLIMIT_FSIZE``)."""
     processes: int = 128
@@ -81,8 +82,17 @@ class Limits:
                 raise InvalidRequestError(f"Limits.{name} must be a positive integer.")
         if not 0.01 <= self.cpus <= 1024:
             raise InvalidRequestError("Limits.cpus must be between 0.01 and 1024.")
+        if self.open_files < MIN_OPEN_FILES:
+            raise InvalidRequestError(
+                f"Limits.open_files must be at least {MIN_OPEN_FILES}: the kernel itself "
+                "holds about 60 descriptors, and with fewer spare ones even formatting a "
+                "traceback of the user's code fails (Too many open files).")
         if self.output < 200:
             raise InvalidRequestError("Limits.output must be at least 200 characters.")
+
+
+MIN_OPEN_FILES = 128
+"""The fewest open files :class:`Limits` accepts (twice what an idle kernel holds)."""
 
 
 class CappedText:

@@ -12,7 +12,7 @@ from qwen_ci_server.sandbox import Limits, detect_isolation
 from qwen_ci_server.sandbox import isolation as iso
 from qwen_ci_server.sandbox.isolation import Isolation, kernel_command
 
-LIMITS = Limits(memory=512 << 20, processes=50, open_files=99, file_size=1 << 20, cpu=7)
+LIMITS = Limits(memory=512 << 20, processes=50, open_files=199, file_size=1 << 20, cpu=7)
 BWRAP = Isolation("bwrap", "test", "/usr/bin/bwrap", supports_size=True)
 
 
@@ -57,7 +57,7 @@ def test_bwrap_command_isolates(monkeypatch: pytest.MonkeyPatch) -> None:
     assert spec["uid"] is None
     assert spec["rlimits"] == {
         "RLIMIT_AS": [512 << 20, 512 << 20], "RLIMIT_CPU": [7, 12],
-        "RLIMIT_NOFILE": [99, 99], "RLIMIT_FSIZE": [1 << 20, 1 << 20],
+        "RLIMIT_NOFILE": [199, 199], "RLIMIT_FSIZE": [1 << 20, 1 << 20],
         "RLIMIT_NPROC": [50, 50], "RLIMIT_CORE": [0, 0],
     }
     assert argv[-4:] == ["-m", "ipykernel_launcher", "-f", "/tmp/r/run/kernel.json"]

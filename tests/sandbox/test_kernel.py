@@ -12,7 +12,7 @@ from qwen_ci_server.sandbox.procs import process_tree
 from tests.sandbox.conftest import wait_no_descendants
 
 LIMITS = Limits(timeout=2, interrupt_grace=1, memory=1 << 30, file_size=1 << 20,
-                open_files=64, output=2_000)
+                open_files=128, output=2_000)
 
 
 @pytest.fixture

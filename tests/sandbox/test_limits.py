@@ -45,6 +45,14 @@ def test_invalid_limits_are_refused(kwargs: dict[str, object]) -> None:
         Limits(**kwargs)  # type: ignore[arg-type]
 
 
+def test_too_few_open_files_for_the_kernel_are_refused() -> None:
+    """An idle kernel holds about 60 descriptors: with 64 a traceback of the user's code
+    sometimes could not be formatted ("Unexpected exception formatting exception")."""
+    with pytest.raises(InvalidRequestError, match="open_files must be at least 128"):
+        Limits(open_files=64)
+    assert Limits(open_files=128).open_files == 128
+
+
 def test_feedback_tells_the_model_everything() -> None:
     result = ExecutionResult("timeout", stdout="partial\n", error="TimeoutError: slow",
                              reset=True)
