@@ -20,8 +20,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 
 class StreamState:
-    """What a parser of an OpenAI-compatible stream tracks about it: whether output started
-    (no retry after that), whether the final frame came, and the request id.
+    """What every protocol parser tracks about its stream: whether output started (no
+    retry after that), whether the final frame came, and the request id.
 
     Example:
         >>> state = StreamState(request_id="chatcmpl-1")

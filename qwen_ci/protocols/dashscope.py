@@ -24,7 +24,7 @@ from qwen_ci.events import (
     SearchInfo,
     TextDelta,
 )
-from qwen_ci.protocols._common import frame_error, load_frame, usage_from
+from qwen_ci.protocols._common import StreamState, frame_error, load_frame, usage_from
 from qwen_ci.protocols.sse import SSEEvent
 
 
@@ -41,39 +41,18 @@ def _text_of(content: Any) -> str:
     return ""
 
 
-class DashScopeParser:
-    """Sans-I/O parser for one native stream."""
+class DashScopeParser(StreamState):
+    """Sans-I/O parser for one native stream (its request id comes in the frames)."""
 
-    __slots__ = (
-        "_codes",
-        "_done",
-        "_finished",
-        "_model",
-        "_request_id",
-        "_search_sent",
-        "_usage",
-        "started",
-    )
+    __slots__ = ("_codes", "_done", "_model", "_search_sent", "_usage")
 
     def __init__(self, model: str) -> None:
+        super().__init__()
         self._model = model
         self._codes: list[str] = []  # latest code of each run
         self._done = 0  # runs [0, _done) are final
         self._usage: dict[str, Any] | None = None
-        self._request_id: str | None = None
         self._search_sent = False
-        self._finished = False
-        self.started = False  # a result frame was received (no retry after this)
-
-    @property
-    def finished(self) -> bool:
-        """True once the final frame was seen."""
-        return self._finished
-
-    @property
-    def request_id(self) -> str | None:
-        """The request id of the frames seen so far."""
-        return self._request_id
 
     def feed(self, sse: SSEEvent) -> list[Event]:
         """Events produced by one SSE event; raises the service's error frames."""
