@@ -91,13 +91,18 @@ def as_int(value: Any) -> int:
 
 
 def usage_from(
-    raw: dict[str, Any], input_key: str, output_key: str, details_key: str, plugins: Any
+    raw: dict[str, Any], input_key: str, output_key: str, details_key: str, plugins: Any,
+    cached_keys: tuple[str, ...] = ("prompt_tokens_details",),
 ) -> Usage:
-    """Build the final :class:`Usage` from a wire usage object."""
+    """Build the final :class:`Usage` from a wire usage object (``cached_tokens`` from the
+    last of ``cached_keys`` that has it)."""
     details = raw.get(details_key)
     reasoning = as_int(details.get("reasoning_tokens")) if isinstance(details, dict) else 0
-    prompt_details = raw.get("prompt_tokens_details")
-    cached = prompt_details.get("cached_tokens") if isinstance(prompt_details, dict) else None
+    cached: int | None = None
+    for key in cached_keys:
+        inner = raw.get(key)
+        if isinstance(inner, dict) and isinstance(inner.get("cached_tokens"), int):
+            cached = inner["cached_tokens"]
     inp = as_int(raw.get(input_key))
     out = as_int(raw.get(output_key))
     total = raw.get("total_tokens")
@@ -106,6 +111,7 @@ def usage_from(
         output_tokens=out,
         total_tokens=total if isinstance(total, int) else inp + out,
         reasoning_tokens=reasoning,
-        cached_tokens=cached if isinstance(cached, int) else None,
-        plugins=dict(plugins) if isinstance(plugins, dict) else {},
+        cached_tokens=cached,
+        plugins={k: dict(v) if isinstance(v, dict) else v for k, v in plugins.items()}
+        if isinstance(plugins, dict) else {},
     )

@@ -35,7 +35,12 @@ from qwen_ci.events import (
     ToolStart,
     Usage,
 )
-from qwen_ci.protocols._common import StreamState, as_int, frame_error, load_frame
+from qwen_ci.protocols._common import (
+    StreamState,
+    frame_error,
+    load_frame,
+    usage_from,
+)
 from qwen_ci.protocols.sse import SSEEvent
 
 _CODE_ITEM = "code_interpreter_call"
@@ -312,26 +317,9 @@ class ResponsesParser(StreamState):
 def _usage(raw: dict[str, Any]) -> Usage:
     """``response.usage``: tokens, and ``x_tools`` (absent when no built-in tool ran) as
     the plugin counts."""
-    details = raw.get("output_tokens_details")
-    reasoning = as_int(details.get("reasoning_tokens")) if isinstance(details, dict) else 0
-    cached: Any = None
-    for key in ("input_tokens_details", "prompt_tokens_details"):
-        inner = raw.get(key)
-        if isinstance(inner, dict) and isinstance(inner.get("cached_tokens"), int):
-            cached = inner["cached_tokens"]
-    inp = as_int(raw.get("input_tokens"))
-    out = as_int(raw.get("output_tokens"))
-    total = raw.get("total_tokens")
-    tools = raw.get("x_tools")
-    return Usage(
-        input_tokens=inp,
-        output_tokens=out,
-        total_tokens=total if isinstance(total, int) else inp + out,
-        reasoning_tokens=reasoning,
-        cached_tokens=cached,
-        plugins={k: dict(v) if isinstance(v, dict) else v for k, v in tools.items()}
-        if isinstance(tools, dict) else {},
-    )
+    return usage_from(raw, "input_tokens", "output_tokens", "output_tokens_details",
+                      raw.get("x_tools"),
+                      cached_keys=("input_tokens_details", "prompt_tokens_details"))
 
 
 __all__ = ["TOOL_NAME", "ResponsesParser"]
